@@ -1,0 +1,1 @@
+"""Episodic task generators: `tf.data` pipelines of N-way K-shot episodes."""
