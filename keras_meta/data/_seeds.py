@@ -1,0 +1,85 @@
+"""Counter-based episode keys: episode `i` of seed `s` is a pure function of `(s, i)`.
+
+Every sampler draws its random numbers with `tf.random.stateless_*` ops keyed on these keys, never
+on global or per-iterator RNG state, so a seeded dataset gives identical episodes across runs,
+machines, `num_parallel_calls` settings and re-iterations.
+"""
+
+import numbers
+import secrets
+
+import tensorflow as tf
+
+# Philox keys are 64-bit; keep user seeds in the positive int64 range so the key is portable.
+_SEED_MODULUS = 2**63
+
+
+def check_seed(seed):
+    """Validates a user seed; returns it as a Python int (or `None`)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"`seed` must be an integer or None; received {seed!r} of type {type(seed).__name__}."
+        )
+    return int(seed) % _SEED_MODULUS
+
+
+def fresh_seed():
+    """A seed from OS entropy: used where an unseeded sampler must still be a fixed set."""
+    return secrets.randbits(62)
+
+
+def episode_keys(seed, num_episodes):
+    """A dataset of int64 `[2]` stateless-RNG keys, one per episode.
+
+    Args:
+        seed: int or None (already checked by `check_seed`).
+        num_episodes: int or None (infinite).
+
+    Returns:
+        `(keys_dataset, seed)`: `seed` is the seed actually used (drawn from OS entropy when a
+        finite set is asked for without one, so that the set stays fixed across iterations),
+        or None for an infinite unseeded stream, which re-randomises on every iteration.
+    """
+    if seed is None and num_episodes is not None:
+        seed = fresh_seed()
+    counter = tf.data.Dataset.range(num_episodes) if num_episodes is not None else (
+        tf.data.Dataset.counter()
+    )
+    if seed is None:
+        # `Dataset.random()` without a seed draws a new stream on every iteration.
+        keys = tf.data.Dataset.zip(tf.data.Dataset.random(), counter).map(
+            lambda r, i: tf.stack([r, tf.cast(i, tf.int64)]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        seed_t = tf.constant(seed, tf.int64)
+        keys = counter.map(
+            lambda i: tf.stack([seed_t, tf.cast(i, tf.int64)]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return keys, seed
+
+
+def split_key(key, num):
+    """`num` independent sub-keys of `key` (int64 `[num, 2]`)."""
+    return tf.random.experimental.stateless_split(key, num=num)
+
+
+def check_count(name, value, minimum=1):
+    """Validates an integer episode size argument such as `ways` or `shots`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"`{name}` must be an integer >= {minimum}; received {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; received {name}={value}.")
+    return int(value)
+
+
+def check_num_episodes(num_episodes):
+    if num_episodes is None:
+        return None
+    return check_count("num_episodes", num_episodes)

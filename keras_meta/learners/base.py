@@ -1,0 +1,418 @@
+"""`MetaLearner`: the `keras.Model` that every meta-learning algorithm extends.
+
+The base class owns what all algorithms share: episode unpacking and
+validation, the loop over the B episodes of a batch (a `tf.while_loop`, so a
+step is one graph whatever B is, and memory grows with one episode, not B),
+`train_step`/`test_step`/`predict_step`, the compiled loss used by both
+loops, BatchNorm modes, persistence and export. An algorithm implements
+`adapt_episode` (and, if it is not differentiated through, `episode_gradients`).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras.src.losses import loss as loss_module
+from keras.src.losses.losses import LossFunctionWrapper
+from keras.src.trainers.data_adapters import data_adapter_utils
+
+from keras_meta.episode import Episodes, check_label_range, unpack_episodes
+
+BN_MODES = ("transductive", "running")
+
+
+def _as_loss(loss) -> keras.losses.Loss:
+    """Resolves a compiled loss to one `keras.losses.Loss` object."""
+    if isinstance(loss, (dict, list, tuple)):
+        raise ValueError(
+            "keras_meta learners take a single loss (the loss of both the inner "
+            f"and the outer loop); received {type(loss).__name__} {loss!r}."
+        )
+    resolved = keras.losses.get(loss)
+    if isinstance(resolved, keras.losses.Loss):
+        return resolved
+    if callable(resolved):
+        # A plain function: wrap it so that reduction and tf.distribute
+        # scaling behave like those of Keras's own Loss classes.
+        return LossFunctionWrapper(
+            resolved, name=getattr(resolved, "__name__", None)
+        )
+    raise ValueError(f"Could not interpret the loss {loss!r}.")
+
+
+class MetaLearner(keras.Model):
+    """Base class of the keras_meta learners.
+
+    Args:
+        model: the wrapped `keras.Model` (Functional, Sequential or
+            subclassed); its trainable weights are the meta-learned
+            initialisation.
+        bn_mode: how BatchNorm (and every layer with a `training` argument)
+            behaves at evaluation, prediction and in `adapt`/`export`:
+            `"transductive"` (default, as in the reference implementations:
+            the model runs with `training=True`, so BatchNorm normalises with
+            the statistics of the support batch while adapting and of the
+            query batch while predicting) or `"running"` (`training=False`:
+            the moving statistics gathered during meta-training). Meta-training
+            always uses batch statistics and updates the moving statistics,
+            so both modes can evaluate the same trained learner.
+
+    Subclasses implement `adapt_episode`.
+    """
+
+    def __init__(self, model, bn_mode: str = "transductive", **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                "Expected `model` to be a keras.Model (Functional, Sequential "
+                f"or subclassed); received {type(model).__name__}."
+            )
+        if bn_mode not in BN_MODES:
+            raise ValueError(
+                f"Expected `bn_mode` to be one of {BN_MODES}; received "
+                f"{bn_mode!r}."
+            )
+        self.model = model
+        self.bn_mode = bn_mode
+        self._episode_loss_fn = None
+        # Learned from the data at trace time; used by export and saved with
+        # the build config.
+        self._episode_spec = None
+        if model.built:
+            self.built = True
+
+    # ------------------------------------------------------------------
+    # Building, compiling, serialisation.
+    # ------------------------------------------------------------------
+    def build(self, input_shape=None):
+        if isinstance(input_shape, dict) and "support_x" in input_shape:
+            feature_shape = tuple(input_shape["support_x"])[2:]
+            self._build_model(feature_shape)
+        self.built = True
+
+    def _build_model(self, feature_shape):
+        if not self.model.built:
+            try:
+                self.model.build((None,) + tuple(feature_shape))
+            except Exception as e:
+                raise ValueError(
+                    "Could not build the wrapped model for inputs of shape "
+                    f"(None, {', '.join(map(str, feature_shape))}). Build it "
+                    "yourself (call it once on a batch) before wrapping it. "
+                    f"Error: {e}"
+                ) from e
+
+    def get_build_config(self):
+        return {"episode_spec": self._episode_spec}
+
+    def build_from_config(self, config):
+        spec = config.get("episode_spec")
+        if spec:
+            self._episode_spec = spec
+            self._build_model(spec["input_shape"])
+        self.built = True
+
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """Compiles the learner; `loss` is the loss of both loops.
+
+        Metrics are query metrics after adaptation. Takes the arguments of
+        `keras.Model.compile`.
+        """
+        if loss is None:
+            raise ValueError(
+                "keras_meta learners need a `loss` in compile(): it is the "
+                "loss of the inner (support) and outer (query) loop."
+            )
+        if kwargs.get("loss_weights") is not None:
+            raise ValueError("`loss_weights` is not supported by meta-learners.")
+        self._episode_loss_fn = _as_loss(loss)
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips compile_from_config for overridden compile(); ours only
+        # adds the loss resolution, so restoring the compile state is safe.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "model": keras.saving.serialize_keras_object(self.model),
+                "bn_mode": self.bn_mode,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        model = keras.saving.deserialize_keras_object(
+            config.pop("model"), custom_objects=custom_objects
+        )
+        return cls(model=model, **config)
+
+    # ------------------------------------------------------------------
+    # Losses and forward passes shared by the algorithms.
+    # ------------------------------------------------------------------
+    def _require_loss(self):
+        if self._episode_loss_fn is None:
+            raise RuntimeError(
+                "This learner has no loss yet: call `learner.compile(optimizer, "
+                "loss=...)` first (the compiled loss is the adaptation loss)."
+            )
+        return self._episode_loss_fn
+
+    def outer_loss(self, y_true, y_pred):
+        """Query loss of one episode, scaled for tf.distribute like Keras's."""
+        return self._require_loss()(y_true, y_pred)
+
+    def inner_loss(self, y_true, y_pred):
+        """Support loss of one episode: the compiled loss, never scaled.
+
+        Under `tf.distribute`, Keras scales compiled losses by
+        1/num_replicas so that summed gradients give the global mean; the
+        inner loop runs per episode on one replica, so it must see the
+        plain loss.
+        """
+        return loss_module.unscale_loss_for_distribution(
+            self._require_loss()(y_true, y_pred)
+        )
+
+    def forward(self, params, state, x, training):
+        """Calls the wrapped model with the weights `params` and `state`.
+
+        Returns `(outputs, new_state, regularization_loss)`.
+        """
+        outputs, state, losses = self.model.stateless_call(
+            list(params), list(state), x, training=training, return_losses=True
+        )
+        reg = tf.add_n([tf.cast(v, outputs.dtype) for v in losses]) if losses else 0.0
+        return outputs, list(state), reg
+
+    def meta_params(self):
+        """Current values of the wrapped model's trainable weights."""
+        return [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
+
+    def model_state(self):
+        """Current values of the wrapped model's non-trainable state."""
+        return [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
+
+    def _layer_training(self, training: bool) -> bool:
+        return bool(training) or self.bn_mode == "transductive"
+
+    # ------------------------------------------------------------------
+    # What an algorithm implements.
+    # ------------------------------------------------------------------
+    def adapt_episode(self, episode: Episodes, state, training: bool):
+        """Adapts on one episode's support set and predicts its query set.
+
+        Args:
+            episode: one episode (no leading B).
+            state: the wrapped model's non-trainable state (list of tensors).
+            training: `True` in meta-training (differentiable, `fit`
+                settings), `False` in evaluation, prediction and export.
+
+        Returns:
+            `(query_predictions, new_state)`; the predictions must be
+            differentiable with respect to `self.trainable_variables` when
+            `training` is true.
+        """
+        raise NotImplementedError
+
+    def episode_loss(self, episode: Episodes, state):
+        """Meta-training loss of one episode: `(loss, query_pred, state)`."""
+        pred, state = self.adapt_episode(episode, state, training=True)
+        return self.outer_loss(episode.query_y, pred), pred, state
+
+    def episode_gradients(self, episode: Episodes, state, weight):
+        """Meta-gradient of one episode, for `self.trainable_variables`.
+
+        `weight` (1/B) is folded in before differentiation so that summing
+        over episodes gives the gradient of the mean loss.
+
+        Returns `(gradients, loss, query_pred, state)`.
+        """
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, pred, state = self.episode_loss(episode, state)
+            scaled = self.optimizer.scale_loss(loss * tf.cast(weight, loss.dtype))
+        grads = tape.gradient(
+            scaled, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
+        return [tf.convert_to_tensor(g) for g in grads], loss, pred, state
+
+    # ------------------------------------------------------------------
+    # The loop over the episodes of a batch.
+    # ------------------------------------------------------------------
+    def _unpack(self, x, y=None, batched=True) -> Episodes:
+        ep = unpack_episodes(x, y, batched=batched)
+        self._record_spec(ep, batched)
+        num_outputs = self._num_outputs()
+        if num_outputs is not None and ep.is_classification:
+            check_label_range(ep.support_y, num_outputs, "support_y")
+            if ep.query_y is not None:
+                check_label_range(ep.query_y, num_outputs, "y (query_y)")
+        return ep
+
+    def _record_spec(self, ep: Episodes, batched: bool):
+        lead = 1 if batched else 0
+        feature = tuple(ep.support_x.shape[lead + 1 :])
+        label_shape = tuple(ep.support_y.shape[lead + 1 :])
+        if None in feature or None in label_shape:
+            return
+        spec = {
+            "input_shape": [int(d) for d in feature],
+            "input_dtype": ep.support_x.dtype.name,
+            "label_shape": [int(d) for d in label_shape],
+            "label_dtype": ep.support_y.dtype.name,
+        }
+        self._episode_spec = spec
+        self._build_model(feature)
+
+    def _num_outputs(self):
+        if self.model.built and self._episode_spec:
+            try:
+                shape = self.model.compute_output_shape(
+                    (None,) + tuple(self._episode_spec["input_shape"])
+                )
+                if isinstance(shape, (tuple, list)) and shape and isinstance(
+                    shape[-1], int
+                ):
+                    return int(shape[-1])
+            except Exception:  # noqa: BLE001 - the check is best-effort.
+                return None
+        return None
+
+    def _pred_dtype(self):
+        return "float64" if self.model.compute_dtype == "float64" else "float32"
+
+    def _loop_episodes(self, eps: Episodes, fn, grads_like=None):
+        """Runs `fn` over the episodes of `eps` in a `tf.while_loop`.
+
+        `fn(episode, state, weight) -> (grads or [], loss, pred, state)`.
+        Returns `(summed_grads, losses [B], preds [B, ...], final_state)`.
+        """
+        b = tf.shape(eps.support_x)[0]
+        weight = 1.0 / tf.cast(b, self._pred_dtype())
+        dtype = self._pred_dtype()
+        grads0 = [tf.zeros(v.shape, v.dtype) for v in (grads_like or [])]
+        state0 = self.model_state()
+        loss_ta = tf.TensorArray(dtype, size=b)
+        pred_ta = tf.TensorArray(dtype, size=b)
+
+        def body(i, grads, state, loss_ta, pred_ta):
+            g, loss, pred, new_state = fn(eps.episode(i), state, weight)
+            grads = [a + tf.cast(d, a.dtype) for a, d in zip(grads, g)]
+            new_state = [
+                tf.cast(tf.stop_gradient(s), s0.dtype)
+                for s, s0 in zip(new_state, state)
+            ]
+            return (
+                i + 1,
+                grads,
+                new_state,
+                loss_ta.write(i, tf.cast(loss, dtype)),
+                pred_ta.write(i, tf.cast(pred, dtype)),
+            )
+
+        _, grads, state, loss_ta, pred_ta = tf.while_loop(
+            lambda i, *_: i < b,
+            body,
+            (tf.constant(0), grads0, state0, loss_ta, pred_ta),
+            parallel_iterations=1,
+        )
+        return grads, loss_ta.stack(), pred_ta.stack(), state
+
+    def _eval_fn(self, with_loss: bool):
+        def fn(episode, state, weight):
+            pred, _ = self.adapt_episode(episode, state, training=False)
+            loss = (
+                self.outer_loss(episode.query_y, pred)
+                if with_loss
+                else tf.zeros((), pred.dtype)
+            )
+            # Evaluation never changes the learner's state.
+            return [], loss, pred, state
+
+        return fn
+
+    # ------------------------------------------------------------------
+    # Keras hooks.
+    # ------------------------------------------------------------------
+    def call(self, inputs, training=False):
+        """Query predictions after adapting on each episode's support set."""
+        eps = self._unpack(inputs)
+        _, _, preds, _ = self._loop_episodes(eps, self._eval_fn(with_loss=False))
+        return preds
+
+    def _reject_sample_weight(self, sample_weight):
+        if sample_weight is not None:
+            raise ValueError(
+                "keras_meta learners do not take sample weights; weight "
+                "episodes by building the dataset accordingly."
+            )
+
+    def train_step(self, data):
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        self._reject_sample_weight(sample_weight)
+        if y is None:
+            raise ValueError(
+                "fit() needs the query targets: each batch must be (x, query_y)."
+            )
+        eps = self._unpack(x, y)
+        variables = self.trainable_variables
+        grads, losses, preds, state = self._loop_episodes(
+            eps, self.episode_gradients, grads_like=variables
+        )
+        self.optimizer.apply_gradients(zip(grads, variables))
+        for v, s in zip(self.model.non_trainable_variables, state):
+            v.assign(s)
+        self._update_loss_tracker(losses)
+        return self.compute_metrics(x, y, preds, sample_weight=None)
+
+    def test_step(self, data):
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        self._reject_sample_weight(sample_weight)
+        eps = self._unpack(x, y)
+        _, losses, preds, _ = self._loop_episodes(eps, self._eval_fn(with_loss=True))
+        self._update_loss_tracker(losses)
+        return self.compute_metrics(x, y, preds, sample_weight=None)
+
+    def predict_step(self, data):
+        x, _, _ = data_adapter_utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False)
+
+    def _update_loss_tracker(self, losses):
+        loss = tf.reduce_mean(losses)
+        self._loss_tracker.update_state(
+            loss_module.unscale_loss_for_distribution(loss),
+            sample_weight=tf.shape(losses)[0],
+        )
+
+    # ------------------------------------------------------------------
+    # Model generator.
+    # ------------------------------------------------------------------
+    def adapt(self, support_x, support_y, steps: int | None = None) -> keras.Model:
+        """Adapts to one task and returns a standalone `keras.Model`."""
+        raise NotImplementedError
+
+    def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
+        """Writes a SavedModel with an `adapt_and_predict` endpoint.
+
+        The endpoint `adapt_and_predict(support_x, support_y, query_x)` takes
+        one episode (no leading B), adapts inside the graph and returns the
+        query predictions; `serve(x)` predicts with the meta-learned weights.
+        Loading needs only TensorFlow (`tf.saved_model.load`).
+        """
+        from keras_meta.export import export_learner
+
+        if format != "tf_saved_model":
+            raise ValueError(
+                "Learners export as format='tf_saved_model' only; received "
+                f"{format!r}. Export an adapted model (learner.adapt(...)) for "
+                "other formats."
+            )
+        return export_learner(self, filepath, verbose=verbose, **kwargs)

@@ -1,0 +1,225 @@
+"""`GradientLearner`: shared base of the gradient-based learners.
+
+MAML, first-order MAML, Meta-SGD, ANIL and Reptile adapt by running the
+inner loop of `keras_meta.inner_loop` on the wrapped model's weights; they
+differ only in the update rule, the weights adapted and the meta-gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_meta.episode import Episodes
+from keras_meta.inner_loop import inner_loop
+from keras_meta.learners.base import MetaLearner
+
+
+def _check_positive_number(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Expected `{name}` to be a number; received {value!r}.")
+    if not value > 0:
+        raise ValueError(f"Expected `{name}` to be > 0; received {value!r}.")
+
+
+def _check_steps(name, value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Expected `{name}` to be an int >= 1; received {value!r}.")
+    if value < 1:
+        raise ValueError(f"Expected `{name}` to be >= 1; received {value!r}.")
+
+
+class GradientLearner(MetaLearner):
+    """A meta-learner whose adaptation is a few gradient steps.
+
+    Args:
+        model: the wrapped `keras.Model`.
+        inner_learning_rate: step size of the inner SGD.
+        inner_steps: inner steps in `fit`.
+        eval_inner_steps: inner steps in `evaluate`, `predict`, `adapt` and
+            `export` (default: `inner_steps`).
+        first_order: drop the second-order terms of the meta-gradient.
+        adapt_layers: the layers adapted in the inner loop: `None` (all), a
+            list of layer names, or a predicate `layer -> bool` (not
+            serialisable; prefer names). The others are shared across tasks
+            and only meta-learned.
+        bn_mode: see `MetaLearner`.
+    """
+
+    def __init__(
+        self,
+        model,
+        inner_learning_rate: float = 0.01,
+        inner_steps: int = 1,
+        eval_inner_steps: int | None = None,
+        first_order: bool = False,
+        adapt_layers: Sequence[str] | Callable | None = None,
+        bn_mode: str = "transductive",
+        **kwargs,
+    ):
+        super().__init__(model, bn_mode=bn_mode, **kwargs)
+        _check_positive_number("inner_learning_rate", inner_learning_rate)
+        _check_steps("inner_steps", inner_steps)
+        if eval_inner_steps is not None:
+            _check_steps("eval_inner_steps", eval_inner_steps)
+        if not isinstance(first_order, bool):
+            raise TypeError(
+                f"Expected `first_order` to be a bool; received {first_order!r}."
+            )
+        self.inner_learning_rate = float(inner_learning_rate)
+        self.inner_steps = inner_steps
+        self.eval_inner_steps = eval_inner_steps or inner_steps
+        self._eval_steps_given = eval_inner_steps
+        self.first_order = first_order
+        if isinstance(adapt_layers, str):
+            adapt_layers = [adapt_layers]
+        if adapt_layers is not None and not callable(adapt_layers):
+            adapt_layers = list(adapt_layers)
+            if not adapt_layers:
+                raise ValueError("`adapt_layers` must name at least one layer.")
+        self.adapt_layers = adapt_layers
+
+    def get_config(self):
+        config = super().get_config()
+        if callable(self.adapt_layers):
+            raise ValueError(
+                "A learner whose `adapt_layers` is a predicate cannot be "
+                "serialised; pass a list of layer names instead."
+            )
+        config.update(
+            {
+                "inner_learning_rate": self.inner_learning_rate,
+                "inner_steps": self.inner_steps,
+                "eval_inner_steps": self._eval_steps_given,
+                "first_order": self.first_order,
+                "adapt_layers": self.adapt_layers,
+            }
+        )
+        return config
+
+    # ------------------------------------------------------------------
+    # Which weights adapt, and how.
+    # ------------------------------------------------------------------
+    def adapted_mask(self) -> list[bool]:
+        """One bool per trainable weight of the model: adapted in the inner loop."""
+        variables = self.model.trainable_variables
+        if self.adapt_layers is None:
+            return [True] * len(variables)
+        layers = [
+            layer for layer in self.model._flatten_layers(include_self=False)
+        ]
+        if callable(self.adapt_layers):
+            chosen = [layer for layer in layers if self.adapt_layers(layer)]
+        else:
+            by_name = {layer.name: layer for layer in layers}
+            unknown = [n for n in self.adapt_layers if n not in by_name]
+            if unknown:
+                raise ValueError(
+                    f"`adapt_layers` names layers {unknown} that the model does "
+                    f"not have; its layers are {sorted(by_name)}."
+                )
+            chosen = [by_name[n] for n in self.adapt_layers]
+        ids = {id(v) for layer in chosen for v in layer.trainable_variables}
+        mask = [id(v) in ids for v in variables]
+        if not any(mask):
+            raise ValueError(
+                "`adapt_layers` selects no trainable weight of the model; "
+                f"selected layers: {[layer.name for layer in chosen]}."
+            )
+        return mask
+
+    def inner_update(self, step: int, index: int, param, grad):
+        """The inner update of weight `index` at inner step `step`."""
+        return param - tf.cast(self.inner_learning_rate, param.dtype) * grad
+
+    def inner_steps_for(self, training: bool, steps: int | None = None) -> int:
+        if steps is not None:
+            _check_steps("steps", steps)
+            return steps
+        return self.inner_steps if training else self.eval_inner_steps
+
+    def adapt_params(self, episode: Episodes, state, training: bool, steps=None):
+        """Runs the inner loop on the support set.
+
+        Returns `(fast_params, state, support_losses)`.
+        """
+        layer_training = self._layer_training(training)
+
+        def loss_fn(params, state, step):
+            pred, state, reg = self.forward(
+                params, state, episode.support_x, layer_training
+            )
+            return self.inner_loss(episode.support_y, pred) + reg, state
+
+        return inner_loop(
+            loss_fn,
+            self.meta_params(),
+            state,
+            steps=self.inner_steps_for(training, steps),
+            update_fn=self.inner_update,
+            adapted=self.adapted_mask(),
+            first_order=self.first_order or not training,
+        )
+
+    def adapt_episode(self, episode, state, training, steps=None):
+        params, state, _ = self.adapt_params(episode, state, training, steps)
+        pred, state, _ = self.forward(
+            params, state, episode.query_x, self._layer_training(training)
+        )
+        return pred, state
+
+    # ------------------------------------------------------------------
+    # Model generator.
+    # ------------------------------------------------------------------
+    def adapt(self, support_x, support_y, steps: int | None = None) -> keras.Model:
+        """Adapts to one task and returns a standalone `keras.Model`.
+
+        The returned model has the wrapped model's architecture and the
+        adapted weights; the learner is unchanged. Its BatchNorm layers keep
+        the learner's moving statistics (Keras inference semantics), so with
+        `bn_mode="transductive"` its predictions can differ from
+        `learner.predict`, which normalises with the query batch.
+
+        Example:
+
+        >>> adapted = learner.adapt(support_x, support_y)  # doctest: +SKIP
+        >>> adapted.predict(new_x)                           # doctest: +SKIP
+        >>> adapted.export("adapted_model")                  # doctest: +SKIP
+        """
+        steps = self.inner_steps_for(False, steps)
+        self._require_loss()
+        ep = self._unpack(
+            {"support_x": support_x, "support_y": support_y, "query_x": support_x},
+            batched=False,
+        )
+        state = self.model_state()
+        params, _, _ = self.adapt_params(ep, state, training=False, steps=steps)
+        return clone_with_weights(self.model, params, state)
+
+
+def clone_with_weights(model: keras.Model, params, state) -> keras.Model:
+    """A standalone copy of `model` with the given trainable/non-trainable values."""
+    try:
+        clone = keras.models.clone_model(model)
+    except Exception as e:
+        raise ValueError(
+            f"Could not copy the wrapped model {model.name!r} "
+            f"({type(model).__name__}): a subclassed model must implement "
+            f"`get_config()` so that it can be re-created. Error: {e}"
+        ) from e
+    if not clone.built and model.built:
+        clone.build_from_config(model.get_build_config())
+    if len(clone.trainable_variables) != len(params) or len(
+        clone.non_trainable_variables
+    ) != len(state):
+        raise ValueError(
+            f"The copy of {model.name!r} has a different set of weights than the "
+            "original; make sure its get_config() re-creates the same layers."
+        )
+    for v, value in zip(clone.trainable_variables, params):
+        v.assign(value)
+    for v, value in zip(clone.non_trainable_variables, state):
+        v.assign(value)
+    return clone

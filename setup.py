@@ -1,0 +1,34 @@
+"""keras_meta: meta-learning for Keras 3."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="keras_meta",
+    version="0.1.0",
+    description=(
+        "Meta-learning for Keras 3: MAML, Reptile, Meta-SGD, ANIL, ProtoNets "
+        "as keras.Model subclasses trained with fit and exported as SavedModel."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["keras_meta", "keras_meta.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "keras>=3.3",
+        "numpy",
+        "pillow",
+        "tensorflow-datasets>=4.9",
+        "matplotlib",
+    ],
+    extras_require={
+        "cpu": ["tensorflow-cpu>=2.16"],
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+        "test": ["pytest>=7", "pytest-timeout", "ruff"],
+    },
+    entry_points={"console_scripts": ["keras-meta=keras_meta.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
