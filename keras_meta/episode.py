@@ -183,9 +183,9 @@ def unpack_episodes(
                 + "."
             )
     if classification and num_outputs is not None:
-        check_label_range(support_y, num_outputs, "support_y")
+        support_y = check_label_range(support_y, num_outputs, "support_y")
         if query_y is not None:
-            check_label_range(query_y, num_outputs, "y (query_y)")
+            query_y = check_label_range(query_y, num_outputs, "y (query_y)")
     if batched and any(s[0] is None for s in (sx, sy, qx)):
         b = tf.shape(support_x)[0]
         checks = [
@@ -202,11 +202,16 @@ def unpack_episodes(
     return Episodes(support_x, support_y, query_x, query_y)
 
 
-def check_label_range(labels, num_outputs: int, name: str) -> None:
-    """Raises (or, traced, asserts at run time) unless 0 <= labels < num_outputs."""
-    if tf.executing_eagerly() or tf.get_static_value(labels) is not None:
-        value = tf.get_static_value(labels)
-        if value is not None and value.size:
+def check_label_range(labels, num_outputs: int, name: str):
+    """Returns `labels`, checked to satisfy 0 <= labels < num_outputs.
+
+    Known values raise a `ValueError` at once; traced values get run-time
+    asserts that the returned tensor depends on, so that they fire before
+    any op (such as the loss) consumes a wrong label.
+    """
+    value = tf.get_static_value(labels)
+    if value is not None:
+        if value.size:
             lo, hi = int(value.min()), int(value.max())
             if lo < 0 or hi >= num_outputs:
                 raise ValueError(
@@ -214,14 +219,17 @@ def check_label_range(labels, num_outputs: int, name: str) -> None:
                     f"[0, {num_outputs}) because the model has {num_outputs} "
                     f"outputs; received labels from {lo} to {hi}."
                 )
-        return
-    # Traced: the values arrive at run time.
-    tf.debugging.assert_non_negative(
-        labels, message=f"labels in `{name}` must be >= 0"
-    )
-    tf.debugging.assert_less(
-        labels,
-        tf.cast(num_outputs, labels.dtype),
-        message=f"labels in `{name}` must be < {num_outputs}, the number of "
-        "outputs of the model",
-    )
+        return labels
+    checks = [
+        tf.debugging.assert_non_negative(
+            labels, message=f"labels in `{name}` must be >= 0"
+        ),
+        tf.debugging.assert_less(
+            labels,
+            tf.cast(num_outputs, labels.dtype),
+            message=f"labels in `{name}` must be < {num_outputs}, the number "
+            "of outputs of the model",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)

@@ -29,7 +29,7 @@ def sgd_update(learning_rate) -> UpdateFn:
     """
 
     def update(step, index, param, grad):
-        return param - tf.cast(learning_rate, param.dtype) * grad
+        return param - tf.convert_to_tensor(learning_rate, param.dtype) * grad
 
     return update
 
@@ -42,6 +42,7 @@ def inner_loop(
     update_fn: UpdateFn,
     adapted: Sequence[bool] | None = None,
     first_order: bool = False,
+    on_step: Callable[[int, list, list], None] | None = None,
 ) -> tuple[list, list, list]:
     """Runs `steps` gradient steps on the support loss.
 
@@ -58,6 +59,8 @@ def inner_loop(
         adapted: one bool per param; `False` keeps the param fixed in the
             inner loop (ANIL, layer selection). Default: all adapted.
         first_order: stop the gradient through the inner gradients.
+        on_step: called as `on_step(step, params, state)` after each step
+            (e.g. to add per-step query losses, as in MAML++).
 
     Returns:
         `(params, state, losses)`: the adapted fast weights, the final state
@@ -98,4 +101,6 @@ def inner_loop(
             params[i] = update_fn(step, i, params[i], g)
         state = [tf.stop_gradient(s) for s in state]
         losses.append(loss)
+        if on_step is not None:
+            on_step(step, params, state)
     return params, state, losses

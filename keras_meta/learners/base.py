@@ -11,6 +11,7 @@ loops, BatchNorm modes, persistence and export. An algorithm implements
 from __future__ import annotations
 
 import keras
+from keras.src import tree
 import tensorflow as tf
 from keras.src.losses import loss as loss_module
 from keras.src.losses.losses import LossFunctionWrapper
@@ -90,10 +91,17 @@ class MetaLearner(keras.Model):
             self._build_model(feature_shape)
         self.built = True
 
-    def _build_model(self, feature_shape):
-        if not self.model.built:
+    def _build_model(self, feature_shape, dtype="float32"):
+        if self.model.built and self.model.weights:
+            self._maybe_build_meta_weights()
+            return
+        # A symbolic call builds every kind of model (a subclassed model's
+        # `build(shape)` may mark it built without creating its weights);
+        # init_scope escapes any graph being traced, where Keras cannot
+        # create variables.
+        with tf.init_scope():
             try:
-                self.model.build((None,) + tuple(feature_shape))
+                self.model(keras.KerasTensor((None,) + tuple(feature_shape), dtype))
             except Exception as e:
                 raise ValueError(
                     "Could not build the wrapped model for inputs of shape "
@@ -101,6 +109,27 @@ class MetaLearner(keras.Model):
                     "yourself (call it once on a batch) before wrapping it. "
                     f"Error: {e}"
                 ) from e
+            self._maybe_build_meta_weights()
+
+    def build_meta_weights(self):
+        """Creates the learner's own weights (e.g. learned inner rates).
+
+        Called once, as soon as the wrapped model has its weights (at
+        construction when it is built already, else when the learner is
+        built), so that the weights exist before the optimizer is built and
+        before a `.keras` file's weights are loaded. Default: none.
+        """
+
+    def _maybe_build_meta_weights(self):
+        # Subclasses call this at the end of __init__, once their
+        # configuration (which build_meta_weights reads) is set.
+        if getattr(self, "_meta_weights_built", False) or not (
+            self.model.built and self.model.weights
+        ):
+            return
+        self._meta_weights_built = True
+        with tf.init_scope():
+            self.build_meta_weights()
 
     def get_build_config(self):
         return {"episode_spec": self._episode_spec}
@@ -109,7 +138,7 @@ class MetaLearner(keras.Model):
         spec = config.get("episode_spec")
         if spec:
             self._episode_spec = spec
-            self._build_model(spec["input_shape"])
+            self._build_model(spec["input_shape"], spec.get("input_dtype", "float32"))
         self.built = True
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
@@ -186,9 +215,22 @@ class MetaLearner(keras.Model):
 
         Returns `(outputs, new_state, regularization_loss)`.
         """
-        outputs, state, losses = self.model.stateless_call(
-            list(params), list(state), x, training=training, return_losses=True
-        )
+        model = self.model
+        if model._call_has_training_arg:
+            outputs, state, losses = model.stateless_call(
+                list(params), list(state), x, training=training, return_losses=True
+            )
+        else:
+            # stateless_call hands `training` to call(), which does not take
+            # it; going through __call__ in the same stateless scope still
+            # passes it on to inner layers such as BatchNormalization.
+            mapping = list(zip(model.trainable_variables, params)) + list(
+                zip(model.non_trainable_variables, state)
+            )
+            with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+                outputs = model(x, training=training)
+                losses = model.losses
+            state = [scope.get_current_value(v) for v in model.non_trainable_variables]
         reg = tf.add_n([tf.cast(v, outputs.dtype) for v in losses]) if losses else 0.0
         return outputs, list(state), reg
 
@@ -196,9 +238,19 @@ class MetaLearner(keras.Model):
         """Current values of the wrapped model's trainable weights."""
         return [tf.convert_to_tensor(v) for v in self.model.trainable_variables]
 
+    def state_variables(self):
+        """The variables carried as `state` through the loop over episodes.
+
+        Default: the wrapped model's non-trainable variables (BatchNorm
+        moving statistics). A learner with extra state updated during
+        meta-training (e.g. per-step BatchNorm statistics) appends its own;
+        its `forward` then receives that longer state.
+        """
+        return self.model.non_trainable_variables
+
     def model_state(self):
-        """Current values of the wrapped model's non-trainable state."""
-        return [tf.convert_to_tensor(v) for v in self.model.non_trainable_variables]
+        """Current values of `state_variables()`."""
+        return [tf.convert_to_tensor(v) for v in self.state_variables()]
 
     def _layer_training(self, training: bool) -> bool:
         return bool(training) or self.bn_mode == "transductive"
@@ -227,17 +279,18 @@ class MetaLearner(keras.Model):
         pred, state = self.adapt_episode(episode, state, training=True)
         return self.outer_loss(episode.query_y, pred), pred, state
 
-    def episode_gradients(self, episode: Episodes, state, weight):
+    def episode_gradients(self, episode: Episodes, state, weight, **options):
         """Meta-gradient of one episode, for `self.trainable_variables`.
 
         `weight` (1/B) is folded in before differentiation so that summing
-        over episodes gives the gradient of the mean loss.
+        over episodes gives the gradient of the mean loss; `options` go to
+        `episode_loss`.
 
         Returns `(gradients, loss, query_pred, state)`.
         """
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
-            loss, pred, state = self.episode_loss(episode, state)
+            loss, pred, state = self.episode_loss(episode, state, **options)
             scaled = self.optimizer.scale_loss(loss * tf.cast(weight, loss.dtype))
         grads = tape.gradient(
             scaled, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
@@ -252,9 +305,13 @@ class MetaLearner(keras.Model):
         self._record_spec(ep, batched)
         num_outputs = self._num_outputs()
         if num_outputs is not None and ep.is_classification:
-            check_label_range(ep.support_y, num_outputs, "support_y")
+            ep = ep._replace(
+                support_y=check_label_range(ep.support_y, num_outputs, "support_y")
+            )
             if ep.query_y is not None:
-                check_label_range(ep.query_y, num_outputs, "y (query_y)")
+                ep = ep._replace(
+                    query_y=check_label_range(ep.query_y, num_outputs, "y (query_y)")
+                )
         return ep
 
     def _record_spec(self, ep: Episodes, batched: bool):
@@ -270,7 +327,7 @@ class MetaLearner(keras.Model):
             "label_dtype": ep.support_y.dtype.name,
         }
         self._episode_spec = spec
-        self._build_model(feature)
+        self._build_model(feature, spec["input_dtype"])
 
     def _num_outputs(self):
         if self.model.built and self._episode_spec:
@@ -348,6 +405,26 @@ class MetaLearner(keras.Model):
         _, _, preds, _ = self._loop_episodes(eps, self._eval_fn(with_loss=False))
         return preds
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under tf.distribute, Keras builds from the first batch reduced with
+        # MEAN across replicas, which turns integer labels into floats; the
+        # episode would then look like a regression one. Build from the first
+        # replica's data instead, which keeps the dtypes.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            batch = next(it)
+            data_batch = tree.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0]
+                if isinstance(v, tf.distribute.DistributedValues)
+                else v,
+                batch,
+            )
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
     def _reject_sample_weight(self, sample_weight):
         if sample_weight is not None:
             raise ValueError(
@@ -368,7 +445,7 @@ class MetaLearner(keras.Model):
             eps, self.episode_gradients, grads_like=variables
         )
         self.optimizer.apply_gradients(zip(grads, variables))
-        for v, s in zip(self.model.non_trainable_variables, state):
+        for v, s in zip(self.state_variables(), state):
             v.assign(s)
         self._update_loss_tracker(losses)
         return self.compute_metrics(x, y, preds, sample_weight=None)

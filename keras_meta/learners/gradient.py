@@ -132,7 +132,7 @@ class GradientLearner(MetaLearner):
 
     def inner_update(self, step: int, index: int, param, grad):
         """The inner update of weight `index` at inner step `step`."""
-        return param - tf.cast(self.inner_learning_rate, param.dtype) * grad
+        return param - tf.constant(self.inner_learning_rate, param.dtype) * grad
 
     def inner_steps_for(self, training: bool, steps: int | None = None) -> int:
         if steps is not None:
@@ -140,16 +140,39 @@ class GradientLearner(MetaLearner):
             return steps
         return self.inner_steps if training else self.eval_inner_steps
 
-    def adapt_params(self, episode: Episodes, state, training: bool, steps=None):
+    def step_forward(self, params, state, x, training: bool, step: int):
+        """`forward` at inner step `step` (0-based).
+
+        The support pass of step `k` and the query pass after `k + 1` steps
+        run at `step=k`. Default: the same model at every step; learners
+        with per-step weights (MAML++'s per-step BatchNorm) override it.
+        """
+        return self.forward(params, state, x, training)
+
+    def adapt_params(
+        self,
+        episode: Episodes,
+        state,
+        training: bool,
+        steps=None,
+        first_order: bool | None = None,
+        on_step=None,
+    ):
         """Runs the inner loop on the support set.
+
+        `first_order` overrides the learner's setting (evaluation is always
+        first order); `on_step(step, params, state)` is called after each
+        inner step (e.g. for per-step query losses).
 
         Returns `(fast_params, state, support_losses)`.
         """
         layer_training = self._layer_training(training)
+        if first_order is None:
+            first_order = self.first_order
 
         def loss_fn(params, state, step):
-            pred, state, reg = self.forward(
-                params, state, episode.support_x, layer_training
+            pred, state, reg = self.step_forward(
+                params, state, episode.support_x, layer_training, step
             )
             return self.inner_loss(episode.support_y, pred) + reg, state
 
@@ -160,15 +183,24 @@ class GradientLearner(MetaLearner):
             steps=self.inner_steps_for(training, steps),
             update_fn=self.inner_update,
             adapted=self.adapted_mask(),
-            first_order=self.first_order or not training,
+            first_order=first_order or not training,
+            on_step=on_step,
         )
 
     def adapt_episode(self, episode, state, training, steps=None):
+        steps = self.inner_steps_for(training, steps)
         params, state, _ = self.adapt_params(episode, state, training, steps)
-        pred, state, _ = self.forward(
-            params, state, episode.query_x, self._layer_training(training)
+        pred, state, _ = self.step_forward(
+            params, state, episode.query_x, self._layer_training(training), steps - 1
         )
         return pred, state
+
+    def model_weights(self, params, state, step: int):
+        """The wrapped model's `(trainable, non_trainable)` values that
+        reproduce `step_forward(params, state, ..., step)` in a plain copy of
+        the model (used by `adapt`). Default: `(params, state)`.
+        """
+        return params, state
 
     # ------------------------------------------------------------------
     # Model generator.
@@ -196,7 +228,9 @@ class GradientLearner(MetaLearner):
         )
         state = self.model_state()
         params, _, _ = self.adapt_params(ep, state, training=False, steps=steps)
-        return clone_with_weights(self.model, params, state)
+        return clone_with_weights(
+            self.model, *self.model_weights(params, state, steps - 1)
+        )
 
 
 def clone_with_weights(model: keras.Model, params, state) -> keras.Model:
