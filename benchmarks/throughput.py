@@ -81,9 +81,7 @@ def run_one(cfg: dict) -> dict:
         inner_steps=cfg["inner_steps"],
         first_order=cfg["first_order"],
     )
-    learner.compile(
-        optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=cfg["jit"]
-    )
+    learner.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=cfg["jit"])
     data = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
     gpus = tf.config.list_physical_devices("GPU")
     warmup = 3
@@ -104,8 +102,7 @@ def run_one(cfg: dict) -> dict:
         "tasks_per_s": steps * b / seconds,
         "step_ms": 1000 * seconds / steps,
         "peak_mb": peak_mb,
-        "rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before)
-        / 1024,
+        "rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024,
         "device": "GPU" if gpus else "CPU",
     }
 
@@ -126,8 +123,14 @@ def configurations(quick: bool, jit: bool, steps: int) -> list[dict]:
                     )
                 )
     cfgs.append(
-        dict(model="sinusoid_mlp", meta_batch=25, inner_steps=1, first_order=False,
-             jit=jit, steps=steps * 10)
+        dict(
+            model="sinusoid_mlp",
+            meta_batch=25,
+            inner_steps=1,
+            first_order=False,
+            jit=jit,
+            steps=steps * 10,
+        )
     )
     return cfgs
 
@@ -151,10 +154,7 @@ def main(argv=None) -> None:
         f"# MAML meta-training throughput — {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, python {platform.python_version()}"
     )
-    header = (
-        f"| model | meta-batch | inner steps | order | XLA | tasks/s | ms/step | "
-        f"peak MB |"
-    )
+    header = "| model | meta-batch | inner steps | order | XLA | tasks/s | ms/step | peak MB |"
     print(header)
     print("|" + "---|" * 8)
     for cfg in configurations(args.quick, args.jit, args.steps):

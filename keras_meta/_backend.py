@@ -8,8 +8,8 @@ def _message(backend: str) -> str:
         "keras_meta needs the TensorFlow backend of Keras 3, but Keras is "
         f"configured with backend={backend!r}. Set the environment variable "
         "KERAS_BACKEND=tensorflow before importing keras (for example "
-        "`export KERAS_BACKEND=tensorflow`), or set \"backend\": "
-        "\"tensorflow\" in ~/.keras/keras.json."
+        '`export KERAS_BACKEND=tensorflow`), or set "backend": '
+        '"tensorflow" in ~/.keras/keras.json.'
     )
 
 

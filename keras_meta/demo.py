@@ -142,9 +142,6 @@ def run_demo(
     for k in (1, 10):
         ours = f"{mse[str(k)]['mean']:.3f} ± {mse[str(k)]['ci95']:.3f}"
         say(f"{k:>5}  {ours:>16}  {PAPER_MSE[k]:>10.2f}")
-    say(
-        f"(ours: {iterations} iterations in {train_seconds:.0f} s; paper: 70,000 "
-        "iterations)"
-    )
+    say(f"(ours: {iterations} iterations in {train_seconds:.0f} s; paper: 70,000 iterations)")
     say(f"Plot: {plot_path}\nAdapted SavedModel: {adapted_path}")
     return results

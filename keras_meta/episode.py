@@ -53,9 +53,7 @@ def _dims_agree(a, b) -> bool:
     return a is None or b is None or a == b
 
 
-def unpack_episodes(
-    x, y=None, *, num_outputs: int | None = None, batched: bool = True
-) -> Episodes:
+def unpack_episodes(x, y=None, *, num_outputs: int | None = None, batched: bool = True) -> Episodes:
     """Checks an episode batch and returns it as an `Episodes` tuple.
 
     Static shapes are checked at trace time (a `ValueError` that names the
@@ -221,9 +219,7 @@ def check_label_range(labels, num_outputs: int, name: str):
                 )
         return labels
     checks = [
-        tf.debugging.assert_non_negative(
-            labels, message=f"labels in `{name}` must be >= 0"
-        ),
+        tf.debugging.assert_non_negative(labels, message=f"labels in `{name}` must be >= 0"),
         tf.debugging.assert_less(
             labels,
             tf.cast(num_outputs, labels.dtype),

@@ -34,8 +34,9 @@ def episode_signature(learner, input_shape=None, label_shape=None, label_dtype=N
     )
 
 
-def export_learner(learner, filepath, verbose=True, input_shape=None,
-                   label_shape=None, label_dtype=None):
+def export_learner(
+    learner, filepath, verbose=True, input_shape=None, label_shape=None, label_dtype=None
+):
     """Writes `learner` as a SavedModel with `adapt_and_predict` and `serve`.
 
     Example:

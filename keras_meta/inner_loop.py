@@ -80,9 +80,7 @@ def inner_loop(
     if adapted is None:
         adapted = [True] * len(params)
     if len(adapted) != len(params):
-        raise ValueError(
-            f"`adapted` has {len(adapted)} entries for {len(params)} params."
-        )
+        raise ValueError(f"`adapted` has {len(adapted)} entries for {len(params)} params.")
     indices = [i for i, a in enumerate(adapted) if a]
     losses = []
     for step in range(steps):

@@ -11,8 +11,8 @@ loops, BatchNorm modes, persistence and export. An algorithm implements
 from __future__ import annotations
 
 import keras
-from keras.src import tree
 import tensorflow as tf
+from keras.src import tree
 from keras.src.losses import loss as loss_module
 from keras.src.losses.losses import LossFunctionWrapper
 from keras.src.trainers.data_adapters import data_adapter_utils
@@ -35,9 +35,7 @@ def _as_loss(loss) -> keras.losses.Loss:
     if callable(resolved):
         # A plain function: wrap it so that reduction and tf.distribute
         # scaling behave like those of Keras's own Loss classes.
-        return LossFunctionWrapper(
-            resolved, name=getattr(resolved, "__name__", None)
-        )
+        return LossFunctionWrapper(resolved, name=getattr(resolved, "__name__", None))
     raise ValueError(f"Could not interpret the loss {loss!r}.")
 
 
@@ -69,10 +67,7 @@ class MetaLearner(keras.Model):
                 f"or subclassed); received {type(model).__name__}."
             )
         if bn_mode not in BN_MODES:
-            raise ValueError(
-                f"Expected `bn_mode` to be one of {BN_MODES}; received "
-                f"{bn_mode!r}."
-            )
+            raise ValueError(f"Expected `bn_mode` to be one of {BN_MODES}; received {bn_mode!r}.")
         self.model = model
         self.bn_mode = bn_mode
         self._episode_loss_fn = None
@@ -206,9 +201,7 @@ class MetaLearner(keras.Model):
         inner loop runs per episode on one replica, so it must see the
         plain loss.
         """
-        return loss_module.unscale_loss_for_distribution(
-            self._require_loss()(y_true, y_pred)
-        )
+        return loss_module.unscale_loss_for_distribution(self._require_loss()(y_true, y_pred))
 
     def forward(self, params, state, x, training):
         """Calls the wrapped model with the weights `params` and `state`.
@@ -292,10 +285,14 @@ class MetaLearner(keras.Model):
         with tf.GradientTape() as tape:
             loss, pred, state = self.episode_loss(episode, state, **options)
             scaled = self.optimizer.scale_loss(loss * tf.cast(weight, loss.dtype))
-        grads = tape.gradient(
-            scaled, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
-        )
-        return [tf.convert_to_tensor(g) for g in grads], loss, pred, state
+        grads = tape.gradient(scaled, variables)
+        # Zeros for weights the loss does not use; TensorFlow's own
+        # UnconnectedGradients.ZERO fails on Keras variables (string dtype).
+        grads = [
+            tf.zeros(v.shape, v.dtype) if g is None else tf.convert_to_tensor(g)
+            for v, g in zip(variables, grads)
+        ]
+        return grads, loss, pred, state
 
     # ------------------------------------------------------------------
     # The loop over the episodes of a batch.
@@ -305,13 +302,9 @@ class MetaLearner(keras.Model):
         self._record_spec(ep, batched)
         num_outputs = self._num_outputs()
         if num_outputs is not None and ep.is_classification:
-            ep = ep._replace(
-                support_y=check_label_range(ep.support_y, num_outputs, "support_y")
-            )
+            ep = ep._replace(support_y=check_label_range(ep.support_y, num_outputs, "support_y"))
             if ep.query_y is not None:
-                ep = ep._replace(
-                    query_y=check_label_range(ep.query_y, num_outputs, "y (query_y)")
-                )
+                ep = ep._replace(query_y=check_label_range(ep.query_y, num_outputs, "y (query_y)"))
         return ep
 
     def _record_spec(self, ep: Episodes, batched: bool):
@@ -335,9 +328,7 @@ class MetaLearner(keras.Model):
                 shape = self.model.compute_output_shape(
                     (None,) + tuple(self._episode_spec["input_shape"])
                 )
-                if isinstance(shape, (tuple, list)) and shape and isinstance(
-                    shape[-1], int
-                ):
+                if isinstance(shape, (tuple, list)) and shape and isinstance(shape[-1], int):
                     return int(shape[-1])
             except Exception:  # noqa: BLE001 - the check is best-effort.
                 return None
@@ -363,10 +354,7 @@ class MetaLearner(keras.Model):
         def body(i, grads, state, loss_ta, pred_ta):
             g, loss, pred, new_state = fn(eps.episode(i), state, weight)
             grads = [a + tf.cast(d, a.dtype) for a, d in zip(grads, g)]
-            new_state = [
-                tf.cast(tf.stop_gradient(s), s0.dtype)
-                for s, s0 in zip(new_state, state)
-            ]
+            new_state = [tf.cast(tf.stop_gradient(s), s0.dtype) for s, s0 in zip(new_state, state)]
             return (
                 i + 1,
                 grads,
@@ -386,11 +374,7 @@ class MetaLearner(keras.Model):
     def _eval_fn(self, with_loss: bool):
         def fn(episode, state, weight):
             pred, _ = self.adapt_episode(episode, state, training=False)
-            loss = (
-                self.outer_loss(episode.query_y, pred)
-                if with_loss
-                else tf.zeros((), pred.dtype)
-            )
+            loss = self.outer_loss(episode.query_y, pred) if with_loss else tf.zeros((), pred.dtype)
             # Evaluation never changes the learner's state.
             return [], loss, pred, state
 
@@ -416,9 +400,11 @@ class MetaLearner(keras.Model):
         for _, _, it in iterator:
             batch = next(it)
             data_batch = tree.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues)
-                else v,
+                lambda v: (
+                    strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
                 batch,
             )
             break
@@ -436,9 +422,7 @@ class MetaLearner(keras.Model):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         self._reject_sample_weight(sample_weight)
         if y is None:
-            raise ValueError(
-                "fit() needs the query targets: each batch must be (x, query_y)."
-            )
+            raise ValueError("fit() needs the query targets: each batch must be (x, query_y).")
         eps = self._unpack(x, y)
         variables = self.trainable_variables
         grads, losses, preds, state = self._loop_episodes(

@@ -65,9 +65,7 @@ class GradientLearner(MetaLearner):
         if eval_inner_steps is not None:
             _check_steps("eval_inner_steps", eval_inner_steps)
         if not isinstance(first_order, bool):
-            raise TypeError(
-                f"Expected `first_order` to be a bool; received {first_order!r}."
-            )
+            raise TypeError(f"Expected `first_order` to be a bool; received {first_order!r}.")
         self.inner_learning_rate = float(inner_learning_rate)
         self.inner_steps = inner_steps
         self.eval_inner_steps = eval_inner_steps or inner_steps
@@ -107,9 +105,7 @@ class GradientLearner(MetaLearner):
         variables = self.model.trainable_variables
         if self.adapt_layers is None:
             return [True] * len(variables)
-        layers = [
-            layer for layer in self.model._flatten_layers(include_self=False)
-        ]
+        layers = [layer for layer in self.model._flatten_layers(include_self=False)]
         if callable(self.adapt_layers):
             chosen = [layer for layer in layers if self.adapt_layers(layer)]
         else:
@@ -228,9 +224,7 @@ class GradientLearner(MetaLearner):
         )
         state = self.model_state()
         params, _, _ = self.adapt_params(ep, state, training=False, steps=steps)
-        return clone_with_weights(
-            self.model, *self.model_weights(params, state, steps - 1)
-        )
+        return clone_with_weights(self.model, *self.model_weights(params, state, steps - 1))
 
 
 def clone_with_weights(model: keras.Model, params, state) -> keras.Model:
@@ -245,9 +239,9 @@ def clone_with_weights(model: keras.Model, params, state) -> keras.Model:
         ) from e
     if not clone.built and model.built:
         clone.build_from_config(model.get_build_config())
-    if len(clone.trainable_variables) != len(params) or len(
-        clone.non_trainable_variables
-    ) != len(state):
+    if len(clone.trainable_variables) != len(params) or len(clone.non_trainable_variables) != len(
+        state
+    ):
         raise ValueError(
             f"The copy of {model.name!r} has a different set of weights than the "
             "original; make sure its get_config() re-creates the same layers."

@@ -4,11 +4,11 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import keras_meta as km
 
 WAYS, SHOTS, QUERIES, DIM = 3, 2, 4, 5
@@ -251,7 +251,9 @@ def test_jit_compile_gives_the_same_results():
         )
         assert learner.jit_compile == jit
         learner.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
-        out.append((weights_of(learner), learner.evaluate(x, y, verbose=0), learner.predict(x, verbose=0)))
+        out.append(
+            (weights_of(learner), learner.evaluate(x, y, verbose=0), learner.predict(x, verbose=0))
+        )
     for a, b in zip(out[0][0], out[1][0]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-4)
@@ -260,13 +262,23 @@ def test_jit_compile_gives_the_same_results():
 
 def test_sinusoid_meta_training_lowers_post_adaptation_mse():
     net = keras.Sequential(
-        [keras.Input((1,)), keras.layers.Dense(40, "relu"), keras.layers.Dense(40, "relu"), keras.layers.Dense(1)]
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(40, "relu"),
+            keras.layers.Dense(40, "relu"),
+            keras.layers.Dense(1),
+        ]
     )
     learner = km.MAML(net, inner_learning_rate=0.01, inner_steps=1, eval_inner_steps=5)
     learner.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
     test = km.data.sinusoid(shots=10, queries=10, seed=123).take(100).batch(100)
     before = learner.evaluate(test, verbose=0)
-    learner.fit(km.data.sinusoid(shots=10, queries=10, seed=1).batch(25), steps_per_epoch=600, epochs=1, verbose=0)
+    learner.fit(
+        km.data.sinusoid(shots=10, queries=10, seed=1).batch(25),
+        steps_per_epoch=600,
+        epochs=1,
+        verbose=0,
+    )
     after = learner.evaluate(test, verbose=0)
     assert after < 0.7 * before
 
@@ -357,13 +369,19 @@ def _bad(x, key, value):
 @pytest.mark.parametrize(
     "mutate, match",
     [
-        (lambda x, y: ({k: v for k, v in x.items() if k != "query_x"}, y), "missing: \\['query_x'\\]"),
+        (
+            lambda x, y: ({k: v for k, v in x.items() if k != "query_x"}, y),
+            "missing: \\['query_x'\\]",
+        ),
         (lambda x, y: (_bad(x, "query_y", y), y), "unexpected: \\['query_y'\\]"),
         (lambda x, y: (x["support_x"], y), "to be a dict"),
         (lambda x, y: (_bad(x, "query_x", x["query_x"][..., :3]), y), "same feature shape"),
         (lambda x, y: (_bad(x, "support_x", x["support_x"][:, :, None]), y), "`query_x` of rank 4"),
         (lambda x, y: (_bad(x, "support_y", x["support_y"][:, :-1]), y), "S=6 entries"),
-        (lambda x, y: (_bad(x, "support_y", x["support_y"][..., None]), y), "int labels \\[B, S\\]"),
+        (
+            lambda x, y: (_bad(x, "support_y", x["support_y"][..., None]), y),
+            "int labels \\[B, S\\]",
+        ),
         (lambda x, y: (x, y[:, :-1]), "Q=12 entries"),
         (lambda x, y: (x, y.astype("float32")), "same kind as `support_y`"),
         (lambda x, y: (_bad(x, "query_x", x["query_x"][:2]), y), "same number of episodes B"),

@@ -7,11 +7,11 @@ weight tensors (no Keras, no keras_meta), and a central finite difference
 checks the second-order reference itself.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import keras_meta as km
 
 
@@ -92,9 +92,7 @@ def test_maml_mlp_meta_gradient_matches_float64_reference(float64, first_order):
     learner.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="mse")
     x, y = _regression_batch(rng)
     weights = [v.numpy().copy() for v in model.trainable_variables]
-    episodes = [
-        (x["support_x"][i], x["support_y"][i], x["query_x"][i], y[i]) for i in range(3)
-    ]
+    episodes = [(x["support_x"][i], x["support_y"][i], x["query_x"][i], y[i]) for i in range(3)]
     expected, _ = _reference_meta_gradient(
         _mlp_forward, _mse, weights, episodes, 0.1, 3, first_order
     )
@@ -111,13 +109,9 @@ def test_maml_mlp_meta_gradient_matches_float64_reference(float64, first_order):
 def test_second_order_reference_matches_finite_differences(float64):
     """Checks the reference itself (its second-order terms) numerically."""
     rng = np.random.default_rng(1)
-    weights = [
-        rng.normal(size=s) * 0.5 for s in [(3, 4), (4,), (4, 4), (4,), (4, 1), (1,)]
-    ]
+    weights = [rng.normal(size=s) * 0.5 for s in [(3, 4), (4,), (4, 4), (4,), (4, 1), (1,)]]
     x, y = _regression_batch(rng, b=2, s=5, q=4)
-    episodes = [
-        (x["support_x"][i], x["support_y"][i], x["query_x"][i], y[i]) for i in range(2)
-    ]
+    episodes = [(x["support_x"][i], x["support_y"][i], x["query_x"][i], y[i]) for i in range(2)]
     grads, _ = _reference_meta_gradient(_mlp_forward, _mse, weights, episodes, 0.2, 2, False)
 
     def loss_at(ws):
@@ -153,9 +147,7 @@ def _conv_bn_forward(w, x):
 
 
 def _sparse_ce(y, logits):
-    return tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-    )
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
 
 
 def _conv_model():
@@ -200,9 +192,7 @@ def test_maml_conv_bn_meta_gradient_matches_float64_reference(float64, first_ord
     x, y = _classification_batch(rng)
     weights = [v.numpy().copy() for v in model.trainable_variables]
     moving_before = [v.numpy().copy() for v in model.non_trainable_variables]
-    episodes = [
-        (x["support_x"][i], x["support_y"][i], x["query_x"][i], y[i]) for i in range(2)
-    ]
+    episodes = [(x["support_x"][i], x["support_y"][i], x["query_x"][i], y[i]) for i in range(2)]
     expected, _ = _reference_meta_gradient(
         _conv_bn_forward, _sparse_ce, weights, episodes, 0.3, 2, first_order
     )
@@ -217,7 +207,9 @@ def test_maml_conv_bn_meta_gradient_matches_float64_reference(float64, first_ord
 def test_meta_gradient_is_mean_over_episodes(float64):
     """A batch of B episodes gives the mean of the single-episode gradients."""
     rng = np.random.default_rng(3)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, "tanh"), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(4, "tanh"), keras.layers.Dense(1)]
+    )
     learner = km.MAML(model, inner_learning_rate=0.1, inner_steps=2)
     learner.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="mse")
     x, y = _regression_batch(rng, b=3)
