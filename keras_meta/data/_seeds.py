@@ -1,8 +1,8 @@
 """Counter-based episode keys: episode `i` of seed `s` is a pure function of `(s, i)`.
 
-Every sampler draws its random numbers with `tf.random.stateless_*` ops keyed on these keys, never
-on global or per-iterator RNG state, so a seeded dataset gives identical episodes across runs,
-machines, `num_parallel_calls` settings and re-iterations.
+Every sampler draws its random numbers with `tf.random.stateless_*` ops keyed on these
+keys, never on global or per-iterator RNG state, so a seeded dataset gives identical
+episodes across runs, machines, `num_parallel_calls` settings and re-iterations.
 """
 
 import numbers
@@ -26,7 +26,7 @@ def check_seed(seed):
 
 
 def fresh_seed():
-    """A seed from OS entropy: used where an unseeded sampler must still be a fixed set."""
+    """A seed from OS entropy, for an unseeded sampler that must be a fixed set."""
     return secrets.randbits(62)
 
 
@@ -38,18 +38,22 @@ def episode_keys(seed, num_episodes):
         num_episodes: int or None (infinite).
 
     Returns:
-        `(keys_dataset, seed)`: `seed` is the seed actually used (drawn from OS entropy when a
-        finite set is asked for without one, so that the set stays fixed across iterations),
-        or None for an infinite unseeded stream, which re-randomises on every iteration.
+        `(keys_dataset, seed)`: `seed` is the seed actually used (drawn from OS entropy
+        when a finite set is asked for without one, so that the set stays fixed across
+        iterations), or None for an infinite unseeded stream, which re-randomises on
+        every iteration.
     """
     if seed is None and num_episodes is not None:
         seed = fresh_seed()
-    counter = tf.data.Dataset.range(num_episodes) if num_episodes is not None else (
-        tf.data.Dataset.counter()
-    )
+    if num_episodes is not None:
+        counter = tf.data.Dataset.range(num_episodes)
+    else:
+        counter = tf.data.Dataset.counter()
     if seed is None:
-        # `Dataset.random()` without a seed draws a new stream on every iteration.
-        keys = tf.data.Dataset.zip(tf.data.Dataset.random(), counter).map(
+        # A new stream on every iteration (reproducible only under a global TF seed,
+        # e.g. `keras.utils.set_random_seed`).
+        streams = tf.data.Dataset.random(rerandomize_each_iteration=True)
+        keys = tf.data.Dataset.zip(streams, counter).map(
             lambda r, i: tf.stack([r, tf.cast(i, tf.int64)]),
             num_parallel_calls=tf.data.AUTOTUNE,
         )

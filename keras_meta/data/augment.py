@@ -2,15 +2,14 @@
 
 Two protocols differ in what a rotated image *is*:
 
-* **Rotations as new classes** (Vinyals et al. 2016, ProtoNets, Reptile): every class `c` becomes
-  four classes, `c` rotated by 0, 90, 180 and 270 degrees. Use `rotate_classes()` on the arrays of
-  one split, after `split_classes()`, so that no rotated copy of a test class reaches training.
-* **Random rotation per class per episode** (MAML): the classes are unchanged, but in each episode
-  all images of a class are rotated by the same random multiple of 90 degrees. That is
-  `episodes(..., augment="class_rotation")`.
+* **Rotations as new classes** (Vinyals et al. 2016, ProtoNets, Reptile): every class
+  `c` becomes four classes, `c` rotated by 0, 90, 180 and 270 degrees. Use
+  `rotate_classes()` on the arrays of one split, after `split_classes()`, so that no
+  rotated copy of a test class reaches training.
+* **Random rotation per class per episode** (MAML): the classes are unchanged, but in
+  each episode all images of a class are rotated by the same random multiple of 90
+  degrees. That is `episodes(..., augment="class_rotation")`.
 """
-
-from typing import Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -21,17 +20,19 @@ from keras_meta.data._arrays import check_labels
 def _check_square(shape, what):
     if len(shape) < 3 or shape[-3] != shape[-2]:
         raise ValueError(
-            f"{what} needs square images of shape [n, size, size, channels]; received images of "
+            f"{what} needs square images of shape [n, size, size, channels]; received "
+            "images of "
             f"shape {tuple(shape)}."
         )
 
 
-def rotate_classes(images, labels) -> Tuple[np.ndarray, np.ndarray]:
-    """Rotations by multiples of 90 degrees as new classes (4x the classes and the examples).
+def rotate_classes(images, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations by multiples of 90 degrees as new classes (4x classes and examples).
 
     The image `images[i]` rotated by `k * 90` degrees counter-clockwise gets the label
-    `labels[i] * 4 + k`, so `new_label // 4` is the original class and `new_label % 4` the
-    rotation. The output holds the four rotations of the whole input, one after the other.
+    `labels[i] * 4 + k`, so `new_label // 4` is the original class and `new_label % 4`
+    the rotation. The output holds the four rotations of the whole input, one after the
+    other.
 
     Args:
         images: `[n, size, size, channels]` array of square images.
@@ -57,12 +58,12 @@ def rotate_classes(images, labels) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def rotate_images(images: tf.Tensor, quarter_turns: tf.Tensor) -> tf.Tensor:
-    """Rotates each of a batch of square images by its own multiple of 90 degrees (in graph).
+    """Rotates each square image of a batch by its own multiple of 90 degrees.
 
     Args:
         images: `[n, size, size, channels]` tensor.
-        quarter_turns: `[n]` integer tensor; image `i` is rotated by `quarter_turns[i] * 90`
-            degrees counter-clockwise (the direction of `np.rot90`).
+        quarter_turns: `[n]` integer tensor; image `i` is rotated by `quarter_turns[i] *
+            90` degrees counter-clockwise (the direction of `np.rot90`).
 
     Returns:
         The rotated `[n, size, size, channels]` tensor.
@@ -77,10 +78,12 @@ def rotate_images(images: tf.Tensor, quarter_turns: tf.Tensor) -> tf.Tensor:
     """
     images = tf.convert_to_tensor(images)
     _check_square(images.shape, "rotate_images()")
-    # One vectorised select among the four rotations beats a per-image tf.map_fn by far.
-    r1 = tf.reverse(tf.transpose(images, [0, 2, 1, 3]), axis=[1])
-    r2 = tf.reverse(images, axis=[1, 2])
-    r3 = tf.reverse(tf.transpose(images, [0, 2, 1, 3]), axis=[2])
-    stacked = tf.stack([images, r1, r2, r3], axis=1)
+    size, channels = images.shape[1], images.shape[3]
+    # A rotation permutes pixel positions: one gather of precomputed permutations is
+    # several times faster in tf.data than computing all four rotations and selecting.
+    grid = np.arange(size * size, dtype=np.int32).reshape(size, size)
+    permutations = tf.constant(np.stack([np.rot90(grid, k).ravel() for k in range(4)]))
     k = tf.math.floormod(tf.cast(quarter_turns, tf.int32), 4)
-    return tf.gather(stacked, k, axis=1, batch_dims=1)
+    flat = tf.reshape(images, [-1, size * size, channels])
+    rotated = tf.gather(flat, tf.gather(permutations, k), batch_dims=1)
+    return tf.reshape(rotated, tf.shape(images))

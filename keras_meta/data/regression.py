@@ -1,11 +1,11 @@
 """Regression task families: MAML's sinusoids and Bayesian linear regression.
 
 Episodes have the same structure as classification episodes, with float32 targets:
-`({"support_x": [S, d_in], "support_y": [S, d_out], "query_x": [Q, d_in]}, query_y [Q, d_out])`.
+`({"support_x": [S, d_in], "support_y": [S, d_out], "query_x": [Q, d_in]}, query_y [Q,
+d_out])`.
 """
 
 import math
-from typing import Optional, Tuple
 
 import tensorflow as tf
 
@@ -37,23 +37,24 @@ def _episode(support_x, support_y, query_x, query_y):
 def sinusoid(
     shots: int = 10,
     queries: int = 10,
-    seed: Optional[int] = None,
-    num_episodes: Optional[int] = None,
-    amplitude_range: Tuple[float, float] = (0.1, 5.0),
-    phase_range: Tuple[float, float] = (0.0, math.pi),
-    input_range: Tuple[float, float] = (-5.0, 5.0),
+    seed: int | None = None,
+    num_episodes: int | None = None,
+    amplitude_range: tuple[float, float] = (0.1, 5.0),
+    phase_range: tuple[float, float] = (0.0, math.pi),
+    input_range: tuple[float, float] = (-5.0, 5.0),
 ) -> tf.data.Dataset:
     """MAML's sinusoid regression family (Finn et al., 2017).
 
-    Each episode is one function `y = A * sin(x - phase)` with `A ~ U(amplitude_range)` and
-    `phase ~ U(phase_range)`; support and query inputs are drawn independently from
+    Each episode is one function `y = A * sin(x - phase)` with `A ~ U(amplitude_range)`
+    and `phase ~ U(phase_range)`; support and query inputs are drawn independently from
     `U(input_range)`. Episode `i` of a seeded dataset depends only on `(seed, i)`.
 
     Args:
         shots: number of support points `K`.
         queries: number of query points.
-        seed: integer seed; the same seed gives the same episodes. `None` draws fresh episodes on
-            every iteration (or one fixed random set when `num_episodes` is given).
+        seed: integer seed; the same seed gives the same episodes. `None` draws fresh
+            episodes on every iteration (or one fixed random set when `num_episodes` is
+            given).
         num_episodes: `None` for an infinite dataset, or the size of a finite fixed set.
         amplitude_range: `(low, high)` of the uniform amplitude.
         phase_range: `(low, high)` of the uniform phase.
@@ -61,8 +62,9 @@ def sinusoid(
 
     Returns:
         A `tf.data.Dataset` of single episodes
-        `({"support_x": [K, 1], "support_y": [K, 1], "query_x": [Q, 1]}, query_y [Q, 1])`,
-        all float32. The dataset's `episode_config` attribute records the arguments.
+        `({"support_x": [K, 1], "support_y": [K, 1], "query_x": [Q, 1]}, query_y [Q,
+        1])`, all float32. The dataset's `episode_config` attribute records the
+        arguments.
 
     Example:
 
@@ -114,16 +116,17 @@ def linear_regression(
     queries: int = 10,
     noise: float = 0.0,
     weight_scale: float = 1.0,
-    seed: Optional[int] = None,
-    num_episodes: Optional[int] = None,
+    seed: int | None = None,
+    num_episodes: int | None = None,
 ) -> tf.data.Dataset:
-    """Bayesian linear regression tasks, a family whose optimal learner is known in closed form.
+    """Bayesian linear regression tasks: a family with a closed-form optimal learner.
 
-    Each episode draws weights `w ~ N(0, weight_scale^2 I_dim)` and inputs `x ~ N(0, I_dim)`, and
-    sets `y = x . w + noise * eps` with `eps ~ N(0, 1)` (no bias term). Given the support set, the
-    query predictor with the lowest expected squared error is the posterior mean, which is ridge
-    regression with penalty `(noise / weight_scale)^2` (the minimum-norm least-squares solution
-    when `noise == 0`); `linear_regression_optimum()` computes it, as a baseline for a learner.
+    Each episode draws weights `w ~ N(0, weight_scale^2 I_dim)` and inputs `x ~ N(0,
+    I_dim)`, and sets `y = x . w + noise * eps` with `eps ~ N(0, 1)` (no bias term).
+    Given the support set, the query predictor with the lowest expected squared error is
+    the posterior mean, which is ridge regression with penalty `(noise /
+    weight_scale)^2` (the minimum-norm least-squares solution when `noise == 0`);
+    `linear_regression_optimum()` computes it, as a baseline for a learner.
 
     Args:
         dim: input dimension.
@@ -136,8 +139,8 @@ def linear_regression(
 
     Returns:
         A `tf.data.Dataset` of single episodes
-        `({"support_x": [S, dim], "support_y": [S, 1], "query_x": [Q, dim]}, query_y [Q, 1])`,
-        float32, with an `episode_config` attribute.
+        `({"support_x": [S, dim], "support_y": [S, 1], "query_x": [Q, dim]}, query_y [Q,
+        1])`, float32, with an `episode_config` attribute.
 
     Example:
 
@@ -194,8 +197,9 @@ def linear_regression_optimum(
     """Bayes-optimal query predictions for `linear_regression` episodes.
 
     Computes the posterior mean of the weights, `(X^T X + lam I)^-1 X^T y` with
-    `lam = (noise / weight_scale)^2` (the minimum-norm least-squares solution `pinv(X) y` when
-    `noise == 0`), and applies it to `query_x`. Works on single episodes or batches (leading dims).
+    `lam = (noise / weight_scale)^2` (the minimum-norm least-squares solution `pinv(X)
+    y` when `noise == 0`), and applies it to `query_x`. Works on single episodes or
+    batches (leading dims).
 
     Args:
         support_x: `[..., S, dim]` support inputs.

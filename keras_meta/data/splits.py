@@ -1,7 +1,7 @@
 """Seeded splits of classes (not examples) into train / validation / test."""
 
 import numbers
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -18,9 +18,9 @@ _DEFAULT_NAMES = {
 class ClassSplit:
     """Disjoint sets of class ids, by split name; selects the examples of a split.
 
-    Returned by `split_classes()`. `split[name]` is the sorted int64 array of class ids of that
-    split; `select(name, x, y)` returns the examples of those classes (original class ids kept,
-    since `episodes()` remaps labels anyway).
+    Returned by `split_classes()`. `split[name]` is the sorted int64 array of class ids
+    of that split; `select(name, x, y)` returns the examples of those classes (original
+    class ids kept, since `episodes()` remaps labels anyway).
 
     Example:
 
@@ -32,12 +32,12 @@ class ClassSplit:
     (7, 7)
     """
 
-    def __init__(self, classes: Mapping[str, np.ndarray], seed: Optional[int] = None):
+    def __init__(self, classes: Mapping[str, np.ndarray], seed: int | None = None):
         self._classes = {name: np.sort(np.asarray(c, np.int64)) for name, c in classes.items()}
         self.seed = seed
 
     @property
-    def names(self) -> Tuple[str, ...]:
+    def names(self) -> tuple[str, ...]:
         return tuple(self._classes)
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -61,18 +61,19 @@ class ClassSplit:
         """Boolean `[n]` mask of the examples whose label is in split `name`."""
         return np.isin(check_labels(labels), self[name])
 
-    def select(self, name: str, x, y) -> Tuple[np.ndarray, np.ndarray]:
+    def select(self, name: str, x, y) -> tuple[np.ndarray, np.ndarray]:
         """`(x, y)` restricted to the examples of the classes of split `name`."""
         y = np.asarray(y)
         if len(x) != len(y):
             raise ValueError(
-                f"`x` and `y` must have the same length; received {len(x)} examples in x and "
+                f"`x` and `y` must have the same length; received {len(x)} examples in "
+                "x and "
                 f"{len(y)} labels in y."
             )
         keep = self.mask(name, y)
         return np.asarray(x)[keep], y[keep]
 
-    def get_config(self) -> Dict[str, object]:
+    def get_config(self) -> dict[str, object]:
         return {
             "seed": self.seed,
             "classes": {name: c.tolist() for name, c in self._classes.items()},
@@ -94,7 +95,8 @@ def _sizes_from_fractions(fractions, num_classes):
     sizes = [int(np.floor(e)) for e in exact]
     # Largest remainders get the leftover classes, so fractions summing to 1 use every class.
     target = int(round(total * num_classes))
-    for i in np.argsort([s - e for s, e in zip(sizes, exact)], kind="stable"):
+    shortfall = [s - e for s, e in zip(sizes, exact, strict=True)]
+    for i in np.argsort(shortfall, kind="stable"):
         if sum(sizes) >= target:
             break
         sizes[i] += 1
@@ -102,26 +104,28 @@ def _sizes_from_fractions(fractions, num_classes):
 
 
 def split_classes(
-    labels_or_num_classes: Union[int, Sequence[int], np.ndarray],
-    sizes: Union[Sequence[Union[int, float]], Mapping[str, Union[int, float]]],
-    seed: Optional[int] = 0,
+    labels_or_num_classes: int | Sequence[int] | np.ndarray,
+    sizes: Sequence[int | float] | Mapping[str, int | float],
+    seed: int | None = 0,
 ) -> ClassSplit:
     """Splits classes into disjoint named sets, by counts or by fractions, with a seed.
 
-    Split by class, before any augmentation such as `rotate_classes()`, so that no (rotated)
-    copy of a held-out class ever reaches training.
+    Split by class, before any augmentation such as `rotate_classes()`, so that no
+    (rotated) copy of a held-out class ever reaches training.
 
     Args:
-        labels_or_num_classes: the `[n]` integer labels of the data (the split draws from the
-            distinct labels present), or a number of classes `C` (classes `0..C-1`).
-        sizes: per-split sizes, all integers (class counts) or all floats (fractions of the
-            classes). A dict names the splits, e.g. `{"train": 1100, "validation": 100,
+        labels_or_num_classes: the `[n]` integer labels of the data (the split draws
+            from the distinct labels present), or a number of classes `C` (classes
+            `0..C-1`).
+        sizes: per-split sizes, all integers (class counts) or all floats (fractions of
+            the classes). A dict names the splits, e.g. `{"train": 1100, "validation":
+            100,
             "test": 423}`; a sequence of 2 or 3 sizes is named `("train", "test")` or
-            `("train", "validation", "test")`. Counts may sum to fewer than the classes (the
-            rest are unused); fractions may sum to at most 1 and are rounded so that fractions
-            summing to 1 use every class.
-        seed: integer seed of the class permutation (default 0, so a split is reproducible
-            unless asked otherwise); `None` for a random split.
+            `("train", "validation", "test")`. Counts may sum to fewer than the classes
+            (the rest are unused); fractions may sum to at most 1 and are rounded so
+            that fractions summing to 1 use every class.
+        seed: integer seed of the class permutation (default 0, so a split is
+            reproducible unless asked otherwise); `None` for a random split.
 
     Returns:
         A `ClassSplit`.
@@ -154,8 +158,10 @@ def split_classes(
         values = list(sizes)
         if len(values) not in _DEFAULT_NAMES:
             raise ValueError(
-                "Give 1 to 3 sizes as a sequence (named train/validation/test), or a dict "
-                f"{{name: size}} for other splits; received {len(values)} sizes: {values}."
+                "Give 1 to 3 sizes as a sequence (named train/validation/test), or a "
+                "dict "
+                f"{{name: size}} for other splits; received {len(values)} sizes: "
+                f"{values}."
             )
         names = _DEFAULT_NAMES[len(values)]
     if not values:
@@ -166,14 +172,16 @@ def split_classes(
             raise ValueError(f"Class counts must be >= 0; received {counts}.")
         if sum(counts) > num_classes:
             raise ValueError(
-                f"The split sizes {counts} sum to {sum(counts)} classes, but there are only "
+                f"The split sizes {counts} sum to {sum(counts)} classes, but there are "
+                "only "
                 f"{num_classes} classes."
             )
-    elif all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+    elif all(isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) for v in values):
         counts = _sizes_from_fractions([float(v) for v in values], num_classes)
     else:
         raise TypeError(
-            "`sizes` must be all integers (class counts) or all floats (fractions); received "
+            "`sizes` must be all integers (class counts) or all floats (fractions); "
+            "received "
             f"{values}."
         )
 
@@ -182,5 +190,6 @@ def split_classes(
     permuted = classes[rng.permutation(num_classes)]
     bounds = np.cumsum([0] + counts)
     return ClassSplit(
-        {name: permuted[bounds[i]:bounds[i + 1]] for i, name in enumerate(names)}, seed=seed
+        {name: permuted[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)},
+        seed=seed,
     )
