@@ -1,0 +1,173 @@
+"""Distillation: the loss against the hand formula; a student catches up."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_meta as km
+
+
+def np_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def np_distillation_loss(t_logits, s_logits, y, temperature, alpha):
+    """alpha * CE(y, s) + (1 - alpha) * T² * KL(p_t^T || p_s^T), batch means."""
+    ce = -np.log(np_softmax(s_logits)[np.arange(len(y)), y]).mean()
+    pt = np_softmax(t_logits / temperature)
+    ps = np_softmax(s_logits / temperature)
+    kl = (pt * np.log(pt / ps)).sum(-1).mean()
+    return alpha * ce + (1 - alpha) * temperature**2 * kl
+
+
+def dense(inputs, outputs, hidden=()):
+    layers = [keras.Input((inputs,))]
+    layers += [keras.layers.Dense(h, activation="relu") for h in hidden]
+    return keras.Sequential(layers + [keras.layers.Dense(outputs)])
+
+
+def rings(n, seed):
+    """Four classes on the quadrants of a noisy circle, plus nonlinear features."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    angle = y * np.pi / 2
+    x = np.stack([np.cos(angle), np.sin(angle)], 1) * 2 + rng.normal(0, 0.7, (n, 2))
+    return np.concatenate([x, np.sin(3 * x)], 1).astype("float32"), y.astype("int32")
+
+
+@pytest.mark.parametrize("temperature, alpha", [(4.0, 0.5), (2.0, 0.0), (1.0, 1.0)])
+def test_loss_matches_hand_formula(temperature, alpha):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 3)).astype("float32")
+    y = rng.integers(0, 4, 6).astype("int32")
+    teacher, student = dense(3, 4, (8,)), dense(3, 4)
+    distiller = km.Distiller(teacher, student, temperature=temperature, alpha=alpha)
+    distiller.compile(optimizer="sgd")
+    s_logits = student(x)
+    loss = distiller.compute_loss(x, y, s_logits)
+    ref = np_distillation_loss(
+        teacher(x).numpy().astype("float64"), s_logits.numpy().astype("float64"),
+        y, temperature, alpha,
+    )
+    np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
+
+
+def test_probability_outputs():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 3)).astype("float32")
+    y = rng.integers(0, 4, 5).astype("int32")
+    teacher, student = dense(3, 4, (8,)), dense(3, 4)
+    t_prob = keras.Sequential([teacher, keras.layers.Softmax()])
+    s_prob = keras.Sequential([student, keras.layers.Softmax()])
+    distiller = km.Distiller(t_prob, s_prob, temperature=3.0, alpha=0.3, from_logits=False)
+    distiller.compile(optimizer="sgd")
+    loss = distiller.compute_loss(x, y, s_prob(x))
+    ref = np_distillation_loss(
+        teacher(x).numpy().astype("float64"), student(x).numpy().astype("float64"),
+        y, 3.0, 0.3,
+    )
+    np.testing.assert_allclose(float(loss), ref, rtol=1e-4)
+
+
+def test_train_step_moves_only_the_student():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, 3)).astype("float32")
+    y = rng.integers(0, 4, 8).astype("int32")
+    teacher, student = dense(3, 4, (8,)), dense(3, 4)
+    distiller = km.Distiller(teacher, student, temperature=2.0, alpha=0.5)
+    distiller.compile(optimizer=keras.optimizers.SGD(1.0))
+    teacher_before = [w.copy() for w in teacher.get_weights()]
+    kernel = student.layers[0].kernel
+    before = kernel.numpy().copy()
+    with tf.GradientTape() as tape:
+        loss = distiller.compute_loss(x, y, student(x))
+    grad = tape.gradient(loss, kernel)
+    distiller.train_on_batch(x, y)
+    np.testing.assert_allclose(before - kernel.numpy(), grad.numpy(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(teacher_before, teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Adam keeps slots for the student's weights only, not the teacher's.
+    distiller.compile(optimizer="adam")
+    distiller.train_on_batch(x, y)
+    assert len(distiller.optimizer.variables) == 2 + 2 * len(student.weights)
+
+
+def test_student_catches_up_with_teacher():
+    x, y = rings(2000, seed=0)
+    x_test, y_test = rings(1000, seed=1)
+    teacher = dense(4, 4, (64, 64))
+    teacher.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    teacher.fit(x, y, batch_size=64, epochs=8, verbose=0)
+    student = dense(4, 4)
+    result = km.distill(
+        teacher, student, (x, y), temperature=4.0, alpha=0.5, epochs=8,
+        batch_size=64, optimizer=keras.optimizers.Adam(1e-2), eval_data=(x_test, y_test),
+    )
+    assert result["student"] is student
+    assert len(result["history"]["loss"]) == 8
+    assert result["teacher_accuracy"] > 0.85, result
+    assert result["student_accuracy"] > result["teacher_accuracy"] - 0.05, result
+
+
+def test_distils_an_adapted_learner_on_unlabelled_data():
+    # The deployment story: adapt a meta-learner to a task, then compress the
+    # adapted model using unlabelled inputs of the task (alpha=0).
+    rng = np.random.default_rng(3)
+    means = rng.normal(0, 3.0, (4, 2))
+    def sample(k):
+        y = np.arange(4).repeat(k)
+        return (means[y] + rng.normal(0, 0.6, (len(y), 2))).astype("float32"), y
+    support_x, support_y = sample(5)
+    pool, _ = sample(200)
+    test_x, test_y = sample(100)
+    teacher = km.ProtoNet(dense(2, 8, (16,))).adapt(support_x, support_y)
+    student = dense(2, 4)
+    dataset = tf.data.Dataset.from_tensor_slices(pool).batch(32)
+    result = km.distill(
+        teacher, student, dataset, alpha=0.0, epochs=30,
+        optimizer=keras.optimizers.Adam(3e-2),
+        eval_data=tf.data.Dataset.from_tensor_slices((test_x, test_y)).batch(64),
+    )
+    assert result["teacher_accuracy"] > 0.6, result
+    assert result["student_accuracy"] > result["teacher_accuracy"] - 0.05, result
+
+
+def test_keras_round_trip(tmp_path):
+    x, y = rings(64, seed=4)
+    distiller = km.Distiller(dense(4, 4, (8,)), dense(4, 4), temperature=3.0, alpha=0.2)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    distiller.fit(x, y, batch_size=32, verbose=0)
+    distiller.save(str(tmp_path / "d.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "d.keras"))
+    assert (loaded.temperature, loaded.alpha) == (3.0, 0.2)
+    distiller.train_on_batch(x[:32], y[:32])
+    loaded.train_on_batch(x[:32], y[:32])
+    for a, b in zip(distiller.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_arguments():
+    teacher, student = dense(3, 4), dense(3, 4)
+    with pytest.raises(ValueError, match="temperature"):
+        km.Distiller(teacher, student, temperature=0.0)
+    with pytest.raises(ValueError, match=r"alpha.*\[0, 1\]"):
+        km.Distiller(teacher, student, alpha=1.5)
+    with pytest.raises(TypeError, match="teacher.*adapt"):
+        km.Distiller(lambda x: x, student)
+    with pytest.raises(ValueError, match="different models"):
+        km.Distiller(teacher, teacher)
+    with pytest.raises(ValueError, match="do not pass `loss`"):
+        km.Distiller(teacher, student).compile(optimizer="sgd", loss="mse")
+    x = np.zeros((4, 3), "float32")
+    with pytest.raises(ValueError, match="needs labels"):
+        km.distill(teacher, student, x, alpha=0.5)
+    with pytest.raises(ValueError, match="3 outputs and the student 4"):
+        distiller = km.Distiller(dense(3, 3), student)
+        distiller.compile(optimizer="sgd")
+        distiller.compute_loss(x, np.zeros(4, "int32"), student(x))

@@ -1,0 +1,278 @@
+"""R2D2's ridge head against numpy.linalg.solve; learning, persistence, export."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_meta as km
+from keras_meta.learners.ridge import ridge_weights
+
+
+def cluster_tasks(n, ways=5, shots=5, queries=5, dim=8, seed=0):
+    """`n` episodes of Gaussian clusters: two informative features, six noisy."""
+    rng = np.random.default_rng(seed)
+    means = np.zeros((n, ways, dim))
+    means[..., :2] = rng.normal(0.0, 2.0, (n, ways, 2))
+    noise_scale = np.full(dim, 3.0)
+    noise_scale[:2] = 0.3
+
+    def draw(k):
+        y = np.tile(np.arange(ways), (n, k))
+        y = np.stack([rng.permutation(row) for row in y])
+        x = np.take_along_axis(means, y[..., None], 1)
+        x = x + rng.normal(size=x.shape) * noise_scale
+        return x.astype("float32"), y.astype("int32")
+
+    sx, sy = draw(shots)
+    qx, qy = draw(queries)
+    return {"support_x": sx, "support_y": sy, "query_x": qx}, qy
+
+
+def linear_embedding(kernel):
+    net = keras.Sequential(
+        [keras.Input((kernel.shape[0],)), keras.layers.Dense(kernel.shape[1], use_bias=False)]
+    )
+    net.layers[0].kernel.assign(kernel)
+    return net
+
+
+def mlp_embedding(dim=8, batchnorm=False):
+    layers = [keras.Input((dim,)), keras.layers.Dense(32)]
+    if batchnorm:
+        layers.append(keras.layers.BatchNormalization())
+    layers += [keras.layers.ReLU(), keras.layers.Dense(16)]
+    return keras.Sequential(layers)
+
+
+# ---------------------------------------------------------------------------
+# Independent numpy references.
+# ---------------------------------------------------------------------------
+def np_ridge(x, y, lam):
+    """The primal normal equations, solved by numpy."""
+    return np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y)
+
+
+def np_logits(kernel, sx, sy, qx, lam, scale, bias, intercept=True):
+    s, q = sx @ kernel, qx @ kernel
+    if intercept:  # a constant feature, regularised like the others
+        s = np.concatenate([s, np.ones((len(s), 1))], 1)
+        q = np.concatenate([q, np.ones((len(q), 1))], 1)
+    onehot = np.eye(sy.max() + 1)[sy]
+    return scale * q @ np_ridge(s, onehot, lam) + bias
+
+
+def np_meta_loss(kernel, x, y, lam, scale, bias):
+    total = 0.0
+    for b in range(len(y)):
+        logits = np_logits(kernel, x["support_x"][b], x["support_y"][b],
+                           x["query_x"][b], lam, scale, bias)
+        logits = logits - logits.max(-1, keepdims=True)
+        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        total += -logp[np.arange(len(y[b])), y[b]].mean()
+    return total / len(y)
+
+
+def small_episodes(seed=0, b=2, support=6, features=3):
+    rng = np.random.default_rng(seed)
+    x = {
+        "support_x": rng.normal(size=(b, support, features)).astype("float32"),
+        "support_y": np.tile(np.arange(support) % 3, (b, 1)).astype("int32"),
+        "query_x": rng.normal(size=(b, 4, features)).astype("float32"),
+    }
+    return x, rng.integers(0, 3, (b, 4)).astype("int32")
+
+
+# ---------------------------------------------------------------------------
+# The solve.
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("num, dim", [(5, 12), (12, 5)])
+@pytest.mark.parametrize("solver", ["auto", "primal", "woodbury"])
+def test_ridge_weights_match_numpy_solve(num, dim, solver):
+    rng = np.random.default_rng(num)
+    x = rng.normal(size=(num, dim))
+    y = np.eye(3)[rng.integers(0, 3, num)]
+    ref = np_ridge(x, y, 0.7)
+    got = ridge_weights(tf.constant(x), tf.constant(y), 0.7, solver=solver)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-8, atol=1e-9)
+    got32 = ridge_weights(x.astype("float32"), y.astype("float32"), 0.7, solver)
+    np.testing.assert_allclose(got32.numpy(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_ridge_weights_with_dynamic_shapes_pick_either_form():
+    solve = tf.function(
+        lambda x, y: ridge_weights(x, y, 0.3),
+        input_signature=[tf.TensorSpec([None, None], tf.float64)] * 2,
+    )
+    rng = np.random.default_rng(0)
+    for num, dim in [(3, 7), (7, 3)]:
+        x, y = rng.normal(size=(num, dim)), rng.normal(size=(num, 2))
+        np.testing.assert_allclose(solve(x, y).numpy(), np_ridge(x, y, 0.3), atol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# The learner's logits and gradient.
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("solver", ["auto", "primal", "woodbury"])
+@pytest.mark.parametrize("support", [4, 9])  # fewer, more examples than features
+@pytest.mark.parametrize("intercept", [True, False])
+def test_logits_match_numpy(solver, support, intercept):
+    kernel = np.random.default_rng(1).normal(size=(3, 6)).astype("float32")
+    x, _ = small_episodes(support=support)
+    learner = km.R2D2(
+        linear_embedding(kernel), l2_regularizer=0.5, scale=3.0, bias=0.25,
+        fit_intercept=intercept, solver=solver,
+    )
+    learner.compile(optimizer="sgd")
+    preds = learner.predict(x, verbose=0)
+    for b in range(2):
+        ref = np_logits(kernel, x["support_x"][b], x["support_y"][b],
+                        x["query_x"][b], 0.5, 3.0, 0.25, intercept)
+        np.testing.assert_allclose(preds[b], ref, rtol=1e-4, atol=1e-4)
+    adapted = learner.adapt(x["support_x"][0], x["support_y"][0])
+    np.testing.assert_allclose(
+        adapted.predict(x["query_x"][0], verbose=0), preds[0], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_meta_gradient_matches_finite_differences():
+    # SGD(1.0): one train_on_batch moves each weight by minus its gradient.
+    kernel = np.random.default_rng(2).normal(size=(3, 4)).astype("float32") * 0.5
+    x, y = small_episodes(seed=3)
+    learner = km.R2D2(linear_embedding(kernel), l2_regularizer=0.5, scale=2.0, bias=0.1)
+    learner.compile(optimizer=keras.optimizers.SGD(1.0))
+    learner.train_on_batch(x, y)
+
+    k64, lam, eps = kernel.astype("float64"), 0.5, 1e-6
+    log_lam0 = math.log(lam)
+
+    def loss(k=k64, log_lam=log_lam0, scale=2.0, bias=0.1):
+        return np_meta_loss(k, x, y, math.exp(log_lam), scale, bias)
+
+    ref_kernel = np.zeros_like(k64)
+    for idx in np.ndindex(*k64.shape):
+        up, down = k64.copy(), k64.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        ref_kernel[idx] = (loss(k=up) - loss(k=down)) / (2 * eps)
+    grad_kernel = kernel - learner.model.layers[0].kernel.numpy()
+    np.testing.assert_allclose(grad_kernel, ref_kernel, rtol=1e-3, atol=1e-4)
+
+    ref_log_lam = (loss(log_lam=math.log(lam) + eps)
+                   - loss(log_lam=math.log(lam) - eps)) / (2 * eps)
+    grad_log_lam = math.log(lam) - math.log(learner.l2_regularizer)
+    np.testing.assert_allclose(grad_log_lam, ref_log_lam, rtol=1e-3, atol=1e-5)
+    ref_scale = (loss(scale=2.0 + eps) - loss(scale=2.0 - eps)) / (2 * eps)
+    np.testing.assert_allclose(2.0 - learner.scale, ref_scale, rtol=1e-3, atol=1e-5)
+    # A scalar bias shifts every logit alike: softmax cross-entropy ignores it.
+    np.testing.assert_allclose(learner.bias, 0.1, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Learning.
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("shots", [1, 5])
+def test_learns_few_shot_clusters(shots):
+    x, y = cluster_tasks(320, shots=shots, seed=1)
+    x_test, y_test = cluster_tasks(100, shots=shots, seed=2)
+    learner = km.R2D2(mlp_embedding())
+    learner.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    _, before = learner.evaluate(x_test, y_test, batch_size=50, verbose=0)
+    learner.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    _, after = learner.evaluate(x_test, y_test, batch_size=50, verbose=0)
+    # Chance is 0.2.
+    assert after > 0.6, (before, after)
+    assert after > before + 0.2, (before, after)
+
+
+def test_xla_with_static_ways():
+    x, y = cluster_tasks(16, seed=3)
+    learner = km.R2D2(mlp_embedding(), ways=5)
+    learner.compile(optimizer="adam", jit_compile=True)
+    history = learner.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+# ---------------------------------------------------------------------------
+# Persistence and export.
+# ---------------------------------------------------------------------------
+def test_keras_round_trip_resumes_exactly(tmp_path):
+    x, y = cluster_tasks(32, seed=4)
+    learner = km.R2D2(mlp_embedding(batchnorm=True), l2_regularizer=2.0, scale=5.0)
+    learner.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    learner.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert learner.l2_regularizer != 2.0  # λ is learned
+    path = str(tmp_path / "r2d2.keras")
+    learner.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, km.R2D2)
+    assert loaded.l2_regularizer == learner.l2_regularizer
+    assert loaded.scale == learner.scale
+    batch = ({k: v[:8] for k, v in x.items()}, y[:8])
+    learner.train_on_batch(*batch)
+    loaded.train_on_batch(*batch)
+    for a, b in zip(learner.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_saved_model_exports(tmp_path):
+    x, y = cluster_tasks(32, seed=5)
+    learner = km.R2D2(mlp_embedding(batchnorm=True), bn_mode="running")
+    learner.compile(optimizer=keras.optimizers.Adam(1e-2))
+    learner.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    expected = learner.predict({k: v[:1] for k, v in x.items()}, verbose=0)[0]
+
+    adapted = learner.adapt(x["support_x"][0], x["support_y"][0])
+    # A plain Dense head: the adapted model needs no keras_meta.
+    assert isinstance(adapted.layers[-1], keras.layers.Dense)
+    np.testing.assert_allclose(
+        adapted.predict(x["query_x"][0], verbose=0), expected, rtol=1e-4, atol=1e-4
+    )
+    adapted.export(str(tmp_path / "adapted"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "adapted"))
+    np.testing.assert_allclose(
+        served.serve(x["query_x"][0]).numpy(),
+        adapted.predict(x["query_x"][0], verbose=0),
+        rtol=1e-6, atol=1e-6,
+    )
+
+    learner.export(str(tmp_path / "meta"), verbose=False)
+    meta = tf.saved_model.load(str(tmp_path / "meta"))
+    out = meta.adapt_and_predict(x["support_x"][0], x["support_y"][0], x["query_x"][0])
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
+    # The export's support size is dynamic: 25 examples, more than the 16
+    # embedding features, go through the primal form.
+    more = cluster_tasks(1, shots=5, seed=6)[0]
+    out = meta.adapt_and_predict(more["support_x"][0], more["support_y"][0],
+                                 more["query_x"][0])
+    np.testing.assert_allclose(
+        out.numpy(), learner.predict(more, verbose=0)[0], rtol=1e-4, atol=1e-4
+    )
+
+
+# ---------------------------------------------------------------------------
+# Errors.
+# ---------------------------------------------------------------------------
+def test_bad_arguments():
+    net = mlp_embedding()
+    with pytest.raises(ValueError, match="l2_regularizer"):
+        km.R2D2(net, l2_regularizer=0.0)
+    with pytest.raises(ValueError, match="l2_regularizer"):
+        km.R2D2(net, l2_regularizer=float("inf"))
+    with pytest.raises(ValueError, match="scale"):
+        km.R2D2(net, scale=-1.0)
+    with pytest.raises(TypeError, match="bias"):
+        km.R2D2(net, bias="zero")
+    with pytest.raises(ValueError, match="solver"):
+        km.R2D2(net, solver="lstsq")
+    with pytest.raises(TypeError, match="learn_l2_regularizer"):
+        km.R2D2(net, learn_l2_regularizer=1)
+    with pytest.raises(ValueError, match="solver"):
+        ridge_weights(np.ones((2, 2)), np.ones((2, 2)), 1.0, solver="qr")
+    learner = km.R2D2(net)
+    learner.compile(optimizer="adam")
+    x, _ = cluster_tasks(1, seed=0)
+    with pytest.raises(ValueError, match="takes no `steps`"):
+        learner.adapt(x["support_x"][0], x["support_y"][0], steps=2)
