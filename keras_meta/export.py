@@ -45,7 +45,6 @@ def export_learner(
     >>> served = tf.saved_model.load("meta_model")          # doctest: +SKIP
     >>> served.adapt_and_predict(support_x, support_y, query_x)  # doctest: +SKIP
     """
-    learner._require_loss()
     support_x, support_y, query_x = episode_signature(
         learner, input_shape, label_shape, label_dtype
     )
