@@ -1,0 +1,227 @@
+"""Reproduces a published few-shot result and records it in docs/results.md.
+
+Runs a preset of `keras_meta.presets` (training, then the evaluation on the
+preset's fixed test episodes) and appends one row to the results table of
+docs/results.md: our mean ± 95% CI, the published number, the protocol, the
+training budget actually spent (iterations, wall time, machine), the split,
+the augmentation and the BatchNorm mode.
+
+    python benchmarks/reproduce.py --preset maml-omniglot-5w1s \\
+        --data-dir ../shared/data/omniglot
+    python benchmarks/reproduce.py --preset maml-sinusoid --iterations 2000
+
+The run directory (default `runs/<preset>-<iterations>it`) is kept: running the
+same command again resumes an interrupted training, or, when training is
+finished, only evaluates again. `--protocols` rewrites the table of preset
+protocols in docs/results.md instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO_ROOT, "docs", "results.md")
+ROW_MARKER = "<!-- results:end -->"
+PROTOCOLS_START = "<!-- protocols:start -->"
+PROTOCOLS_END = "<!-- protocols:end -->"
+
+
+def _pct(value, metric):
+    return f"{100 * value:.2f}%" if metric == "accuracy" else f"{value:.3f}"
+
+
+def protocol_text(config: dict) -> str:
+    """A one-cell summary of a configuration's training and test protocol."""
+    from keras_meta import presets
+
+    ways, shots, queries = presets.eval_episode_shape(config)
+    parts = [config["algorithm"]]
+    if config["dataset"] == "sinusoid":
+        parts.append(f"K={config['shots']} train, K={shots} test, {queries} test queries")
+    else:
+        parts.append(
+            f"train {config['ways']}-way {config['shots']}-shot "
+            f"{config['queries']} q/class; test {ways}-way {shots}-shot "
+            f"{queries} q/class"
+        )
+    parts.append(f"meta-batch {config['meta_batch_size']}")
+    if config["algorithm"] != "protonet":
+        steps = config["inner_steps"]
+        eval_steps = config["eval_inner_steps"] or steps
+        inner = (
+            f"inner {config['inner_optimizer']} lr {config['inner_learning_rate']:g}, "
+            f"{steps} step{'s' * (steps != 1)} (test {eval_steps})"
+        )
+        if config["inner_batch_size"]:
+            inner += f", batch {config['inner_batch_size']}"
+        parts.append(inner)
+    schedule = {"step": f", halved every {config['lr_decay_steps']}",
+                "linear": ", linearly to 0"}.get(config["lr_schedule"], "")
+    parts.append(f"{config['optimizer']} {config['meta_learning_rate']:g}{schedule}")
+    if config["model"] == "conv4":
+        parts.append(
+            f"conv4 {config['filters']}f {config['pooling']} "
+            f"{config['image_size']}px"
+        )
+    else:
+        parts.append("MLP " + "-".join(map(str, config["hidden_units"])))
+    return "; ".join(parts)
+
+
+def split_text(config: dict) -> str:
+    sizes = config["split_sizes"]
+    if config["split"] == "mixed":
+        return "1623 chars shuffled (seed {}): {}/{}/{}".format(
+            config["split_seed"], *(sizes or [1100, 100, 423])
+        )
+    if config["split"] == "official":
+        return "background (train/val) / evaluation (test)"
+    if config["split"] == "random":
+        return "random classes {}/{}/{}".format(*(sizes or [0.6, 0.2, 0.2]))
+    return "fresh tasks"
+
+
+def protocols_table() -> str:
+    """The markdown table of every preset's protocol and published number."""
+    from keras_meta import presets
+
+    lines = [
+        "| preset | protocol | iterations | split | augmentation | BN at test "
+        "| published | source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in presets.list_presets():
+        c = presets.get_preset(name)
+        pub = c["published"]
+        value = _pct(pub["value"], pub["metric"])
+        if pub.get("ci95") is not None:
+            value += " ± " + _pct(pub["ci95"], pub["metric"])
+        lines.append(
+            f"| `{name}` | {protocol_text(c)} | {c['iterations']} | {split_text(c)} "
+            f"| {c['augmentation'] or 'none'} | {c['bn_mode']} "
+            f"| {pub.get('unit', pub['metric'])} "
+            f"{value} | {pub['source']} |"
+        )
+    return "\n".join(lines)
+
+
+def result_row(config: dict, record: dict, state: dict, run_dir: str) -> str:
+    """One markdown row of the results table."""
+    from keras_meta import presets
+
+    pub = config["published"] or {"metric": "accuracy", "value": None}
+    metric = pub["metric"]
+    results = record["results"]
+    ours = (
+        f"{_pct(results[metric], metric)} ± {_pct(results[metric + '_ci95'], metric)}"
+    )
+    published = "–"
+    if pub.get("value") is not None:
+        published = _pct(pub["value"], metric)
+        if pub.get("ci95") is not None:
+            published += " ± " + _pct(pub["ci95"], metric)
+    preset_iterations = (
+        presets.get_preset(config["name"])["iterations"]
+        if config["name"] in presets.PRESETS
+        else config["iterations"]
+    )
+    done = state.get("iterations_done", 0)
+    budget = f"{done} it"
+    if done < preset_iterations:
+        budget += f" (**{100 * done / preset_iterations:.1f}% of the protocol's "
+        budget += f"{preset_iterations}**)"
+    machine = record["machine"]
+    devices = "+".join(machine["devices"])
+    budget += (
+        f", {state.get('train_seconds', 0) / 60:.1f} min on "
+        f"{machine['cpu_count']} CPUs ({devices}), TF {machine['tensorflow']}"
+    )
+    date = record["evaluated"][:10]
+    return (
+        f"| {date} | `{config['name']}` | {pub.get('unit', metric)} {ours} "
+        f"({record['results']['num_episodes']} {record['split']} episodes, "
+        f"{record['checkpoint']} checkpoint) | {published} | {protocol_text(config)} "
+        f"| {budget} | {split_text(config)} | {config['augmentation'] or 'none'} "
+        f"| {record['results']['bn_mode']} |"
+    )
+
+
+def _replace_between(text, start, end, body):
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
+def append_row(row: str, path: str = RESULTS):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if ROW_MARKER not in text:
+        raise SystemExit(f"{path} has no {ROW_MARKER} line to insert rows before")
+    text = text.replace(ROW_MARKER, f"{row}\n{ROW_MARKER}", 1)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_protocols(path: str = RESULTS):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    text = _replace_between(text, PROTOCOLS_START, PROTOCOLS_END, protocols_table())
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", help="the preset to run")
+    parser.add_argument("--iterations", type=int, help="training budget (default: the protocol's)")
+    parser.add_argument("--data-dir", help="Omniglot: the folder with the two archives")
+    parser.add_argument("--out", help="run directory (default: runs/<preset>-<iterations>it)")
+    parser.add_argument("--episodes", type=int, help="test episodes (default: the preset's)")
+    parser.add_argument("--results", default=RESULTS, help="the markdown file to append to")
+    parser.add_argument("--no-record", action="store_true", help="do not write the results file")
+    parser.add_argument("--protocols", action="store_true",
+                        help="rewrite the protocols table of the results file and exit")
+    parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, REPO_ROOT)
+    from keras_meta import presets, runs
+
+    if args.protocols:
+        write_protocols(args.results)
+        print(f"Rewrote the protocols table of {args.results}")
+        return 0
+    if not args.preset:
+        parser.error("--preset is required")
+    if args.preset not in presets.PRESETS:
+        parser.error(
+            f"unknown preset {args.preset!r}; the presets are: "
+            f"{', '.join(presets.list_presets())}"
+        )
+    iterations = args.iterations or presets.get_preset(args.preset)["iterations"]
+    out = args.out or os.path.join(REPO_ROOT, "runs", f"{args.preset}-{iterations}it")
+    overrides = {"iterations": iterations}
+    if args.data_dir:
+        overrides["data_dir"] = os.path.abspath(args.data_dir)
+    finished = runs.run_state(out).get("finished", False)
+    try:
+        if not finished:
+            runs.train(out, args.preset, overrides, verbose=args.verbose,
+                       argv=["benchmarks/reproduce.py"] + list(sys.argv[1:]))
+        record = runs.evaluate(out, num_episodes=args.episodes, verbose=args.verbose)
+    except runs.RunError as error:
+        print(f"reproduce.py: error: {error}", file=sys.stderr)
+        return 2
+    row = result_row(runs.run_config(out), record, runs.run_state(out), out)
+    print(row)
+    if not args.no_record:
+        append_row(row, args.results)
+        print(f"Appended to {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
