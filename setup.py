@@ -20,6 +20,8 @@ setup(
         "pillow",
         "tensorflow-datasets>=4.9",
         "matplotlib",
+        # TF >= 2.20 no longer installs it; keras.callbacks.TensorBoard needs it.
+        "tensorboard",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
