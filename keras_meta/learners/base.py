@@ -17,6 +17,7 @@ from keras.src.losses import loss as loss_module
 from keras.src.losses.losses import LossFunctionWrapper
 from keras.src.trainers.data_adapters import data_adapter_utils
 
+from keras_meta._moments import exact_moments
 from keras_meta.episode import Episodes, check_label_range, unpack_episodes
 
 BN_MODES = ("transductive", "running")
@@ -209,21 +210,22 @@ class MetaLearner(keras.Model):
         Returns `(outputs, new_state, regularization_loss)`.
         """
         model = self.model
-        if model._call_has_training_arg:
-            outputs, state, losses = model.stateless_call(
-                list(params), list(state), x, training=training, return_losses=True
-            )
-        else:
-            # stateless_call hands `training` to call(), which does not take
-            # it; going through __call__ in the same stateless scope still
-            # passes it on to inner layers such as BatchNormalization.
-            mapping = list(zip(model.trainable_variables, params)) + list(
-                zip(model.non_trainable_variables, state)
-            )
-            with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
-                outputs = model(x, training=training)
-                losses = model.losses
-            state = [scope.get_current_value(v) for v in model.non_trainable_variables]
+        with exact_moments():
+            if model._call_has_training_arg:
+                outputs, state, losses = model.stateless_call(
+                    list(params), list(state), x, training=training, return_losses=True
+                )
+            else:
+                # stateless_call hands `training` to call(), which does not
+                # take it; going through __call__ in the same stateless scope
+                # still passes it on to inner layers such as BatchNorm.
+                mapping = list(zip(model.trainable_variables, params)) + list(
+                    zip(model.non_trainable_variables, state)
+                )
+                with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+                    outputs = model(x, training=training)
+                    losses = model.losses
+                state = [scope.get_current_value(v) for v in model.non_trainable_variables]
         reg = tf.add_n([tf.cast(v, outputs.dtype) for v in losses]) if losses else 0.0
         return outputs, list(state), reg
 

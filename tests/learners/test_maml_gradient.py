@@ -138,7 +138,10 @@ BN_EPS = 1e-3
 def _conv_bn_forward(w, x):
     kernel, bias, gamma, beta, dense_w, dense_b = w
     h = tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + bias
-    mean, var = tf.nn.moments(h, axes=[0, 1, 2])
+    # Written out: tf.nn.moments stops the gradient through the mean in the
+    # variance, which drops part of the second derivative.
+    mean = tf.reduce_mean(h, axis=[0, 1, 2])
+    var = tf.reduce_mean(tf.square(h - mean), axis=[0, 1, 2])
     h = gamma * (h - mean) / tf.sqrt(var + BN_EPS) + beta
     h = tf.nn.relu(h)
     h = tf.nn.max_pool2d(h, 2, 2, "VALID")

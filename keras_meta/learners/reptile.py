@@ -1,0 +1,286 @@
+"""Reptile (Nichol, Achiam and Schulman, 2018)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import keras
+import tensorflow as tf
+from keras.src.losses import loss as loss_module
+
+from keras_meta.inner_loop import inner_loop
+from keras_meta.learners.gradient import GradientLearner, _check_steps
+
+INNER_OPTIMIZERS = ("sgd", "adam")
+
+
+def _check_unit_interval(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Expected `{name}` to be a number; received {value!r}.")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"Expected `{name}` to be in [0, 1); received {value!r}.")
+
+
+def _mix32(h):
+    """MurmurHash3's 32-bit finaliser."""
+    for shift, factor in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(shift, "uint32")))
+        h = h * tf.constant(factor, "uint32")
+    return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(16, "uint32")))
+
+
+def _random_keys(shape, seed):
+    """Pseudo-random uint32 keys of `shape` from an int `seed` pair.
+
+    Integer hashing rather than `tf.random`: TensorFlow's stateless random
+    kernels give different numbers under XLA than without, and the same
+    episode must get the same mini-batches in `predict`, a jit-compiled
+    step and an exported SavedModel.
+    """
+    seed = tf.cast(seed, "uint32")
+    golden = tf.constant(0x9E3779B9, "uint32")
+    key = _mix32(tf.bitwise.bitwise_xor(_mix32(seed[0] + golden), seed[1]))
+    index = tf.reshape(tf.cast(tf.range(tf.reduce_prod(shape)), "uint32"), shape)
+    return _mix32(index * golden + key)
+
+
+@keras.saving.register_keras_serializable(package="keras_meta")
+class Reptile(GradientLearner):
+    """Reptile: move the initialisation toward the task-adapted weights.
+
+    For each episode the inner loop takes `inner_steps` steps of SGD (or
+    Adam) on the support loss, from the meta-weights `θ` to `φ`. The
+    meta-update hands the compiled optimizer `θ − φ̄` (the mean over the
+    episodes of the batch) as the gradient, so `SGD(learning_rate=ε)` gives
+    Reptile's `θ ← θ + ε (φ̄ − θ)` exactly, and any other Keras optimizer
+    (or learning-rate schedule, e.g. the paper's linearly annealed `ε`) can
+    be used. Nothing is differentiated through the inner loop.
+
+    The query set does not enter the update; `fit` reports the query loss
+    and metrics of `φ` (after adaptation) for monitoring. `evaluate`,
+    `predict`, `adapt` and `export` adapt with `eval_inner_steps` steps.
+
+    Args:
+        model: any `keras.Model` (Functional, Sequential or subclassed).
+        inner_learning_rate: step size of the inner optimizer.
+        inner_steps: inner steps during `fit`.
+        inner_batch_size: support examples per inner step. `None` (default)
+            uses the whole support set at every step; otherwise each step
+            takes the next mini-batch of a pass over the shuffled support
+            set, reshuffled for every pass, as the reference implementation
+            does. Shuffling is seeded: in `fit` by `seed` and a counter saved
+            with the learner (so resumed training draws the same batches), in
+            evaluation by `seed` alone (so `predict`, `adapt` and the exported
+            model give the same result for the same episode).
+        inner_optimizer: `"sgd"` or `"adam"`. Adam runs functionally on the
+            fast weights with fresh moments for every episode (the reference
+            implementation keeps its Adam moments across tasks).
+        eval_inner_steps: inner steps in `evaluate`/`predict`/`adapt`
+            (default: `inner_steps`; the paper uses more at test time).
+        adam_beta_1: Adam's first-moment decay (the paper uses 0).
+        adam_beta_2: Adam's second-moment decay.
+        adam_epsilon: Adam's epsilon.
+        seed: seed of the inner mini-batch shuffling (default: drawn once
+            from Python's `random`, which `keras.utils.set_random_seed`
+            seeds, and then kept in the configuration).
+        bn_mode: `"transductive"` or `"running"`, see `MetaLearner`.
+
+    Example:
+
+    >>> import keras, keras_meta as km
+    >>> net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(64, "relu"),
+    ...                         keras.layers.Dense(64, "relu"), keras.layers.Dense(1)])
+    >>> learner = km.Reptile(net, inner_learning_rate=0.02, inner_steps=8,
+    ...                      inner_batch_size=5)
+    >>> learner.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
+    >>> tasks = km.data.sinusoid(shots=10, queries=10, seed=0).batch(4)
+    >>> history = learner.fit(tasks, steps_per_epoch=2, epochs=1, verbose=0)
+    """
+
+    def __init__(
+        self,
+        model,
+        inner_learning_rate: float = 0.02,
+        inner_steps: int = 5,
+        inner_batch_size: int | None = None,
+        inner_optimizer: str = "sgd",
+        eval_inner_steps: int | None = None,
+        adam_beta_1: float = 0.0,
+        adam_beta_2: float = 0.999,
+        adam_epsilon: float = 1e-8,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        for name in ("first_order", "adapt_layers"):
+            if name in kwargs:
+                raise TypeError(
+                    f"Reptile does not take `{name}`: it adapts every weight "
+                    "and never differentiates through the inner loop."
+                )
+        super().__init__(
+            model,
+            inner_learning_rate=inner_learning_rate,
+            inner_steps=inner_steps,
+            eval_inner_steps=eval_inner_steps,
+            **kwargs,
+        )
+        if inner_batch_size is not None:
+            _check_steps("inner_batch_size", inner_batch_size)
+        if inner_optimizer not in INNER_OPTIMIZERS:
+            raise ValueError(
+                f"Expected `inner_optimizer` to be one of {INNER_OPTIMIZERS}; "
+                f"received {inner_optimizer!r}."
+            )
+        _check_unit_interval("adam_beta_1", adam_beta_1)
+        _check_unit_interval("adam_beta_2", adam_beta_2)
+        if isinstance(adam_epsilon, bool) or not isinstance(
+            adam_epsilon, (int, float)
+        ) or not adam_epsilon > 0:
+            raise ValueError(
+                f"Expected `adam_epsilon` to be a number > 0; received {adam_epsilon!r}."
+            )
+        if seed is None:
+            seed = random.randint(0, 2**31 - 1)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"Expected `seed` to be an int or None; received {seed!r}.")
+        self.inner_batch_size = inner_batch_size
+        self.inner_optimizer = inner_optimizer
+        self.adam_beta_1 = float(adam_beta_1)
+        self.adam_beta_2 = float(adam_beta_2)
+        self.adam_epsilon = float(adam_epsilon)
+        self.seed = seed
+        self._batch_counter = None
+        if inner_batch_size is not None:
+            # Counts the episodes trained on; with `seed`, it names the
+            # shuffle of the next episode, so resumed training continues the
+            # same sequence of mini-batches.
+            self._batch_counter = self.add_weight(
+                shape=(),
+                dtype="int64",
+                initializer="zeros",
+                trainable=False,
+                name="shuffle_counter",
+            )
+
+    def get_config(self):
+        config = super().get_config()
+        del config["first_order"], config["adapt_layers"]
+        config.update(
+            {
+                "inner_batch_size": self.inner_batch_size,
+                "inner_optimizer": self.inner_optimizer,
+                "adam_beta_1": self.adam_beta_1,
+                "adam_beta_2": self.adam_beta_2,
+                "adam_epsilon": self.adam_epsilon,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    # ------------------------------------------------------------------
+    # Inner loop.
+    # ------------------------------------------------------------------
+    def _adam_update(self):
+        """Adam on the fast weights (Keras's formulation), fresh per episode."""
+        beta_1, beta_2 = self.adam_beta_1, self.adam_beta_2
+        moments = {}
+
+        def update(step, index, param, grad):
+            m, v = moments.get(index, (tf.zeros_like(param), tf.zeros_like(param)))
+            m = m + (grad - m) * (1.0 - beta_1)
+            v = v + (tf.square(grad) - v) * (1.0 - beta_2)
+            moments[index] = (m, v)
+            t = step + 1
+            alpha = (
+                self.inner_learning_rate
+                * math.sqrt(1.0 - beta_2**t)
+                / (1.0 - beta_1**t)
+            )
+            return param - tf.constant(alpha, param.dtype) * m / (
+                tf.sqrt(v) + tf.constant(self.adam_epsilon, param.dtype)
+            )
+
+        return update
+
+    def _mini_batches(self, num_examples, steps: int, training: bool):
+        """Support indices of every inner step, `[steps, inner_batch_size]`."""
+        size = self.inner_batch_size
+        total = steps * size
+        passes = (total + num_examples - 1) // num_examples
+        if training:
+            counter = tf.convert_to_tensor(self._batch_counter)
+            self._batch_counter.assign_add(1)
+            # Under tf.distribute every replica counts its own episodes from
+            # the same value: interleave, so that no two episodes share a seed.
+            context = tf.distribute.get_replica_context()
+            if context is not None and context.num_replicas_in_sync > 1:
+                counter = counter * context.num_replicas_in_sync + tf.cast(
+                    context.replica_id_in_sync_group, "int64"
+                )
+            seed = tf.stack([tf.constant(self.seed, "int64"), counter])
+        else:
+            seed = tf.constant([self.seed, -1], "int64")
+        keys = _random_keys(tf.stack([passes, num_examples]), seed)
+        # float64 holds every uint32 exactly.
+        order = tf.reshape(tf.argsort(tf.cast(keys, "float64"), axis=-1), [-1])[:total]
+        return tf.reshape(order, [steps, size])
+
+    def adapt_params(
+        self, episode, state, training, steps=None, first_order=None, on_step=None
+    ):
+        steps = self.inner_steps_for(training, steps)
+        layer_training = self._layer_training(training)
+        batches = None
+        if self.inner_batch_size is not None:
+            batches = self._mini_batches(
+                tf.shape(episode.support_x)[0], steps, training
+            )
+
+        def loss_fn(params, state, step):
+            x, y = episode.support_x, episode.support_y
+            if batches is not None:
+                x, y = tf.gather(x, batches[step]), tf.gather(y, batches[step])
+            pred, state, reg = self.step_forward(params, state, x, layer_training, step)
+            return self.inner_loss(y, pred) + reg, state
+
+        update = self._adam_update() if self.inner_optimizer == "adam" else (
+            self.inner_update
+        )
+        # Reptile never differentiates through the inner loop.
+        return inner_loop(
+            loss_fn,
+            self.meta_params(),
+            state,
+            steps=steps,
+            update_fn=update,
+            first_order=True,
+            on_step=on_step,
+        )
+
+    # ------------------------------------------------------------------
+    # Meta-update.
+    # ------------------------------------------------------------------
+    def episode_gradients(self, episode, state, weight, **options):
+        """Returns `weight · (θ − φ)` as the episode's "gradient"."""
+        theta = self.meta_params()
+        phi, state, _ = self.adapt_params(episode, state, training=True)
+        # Only reported: the query set plays no part in Reptile's update, and
+        # the statistics of this pass are not kept.
+        pred, _, _ = self.forward(phi, state, episode.query_x, True)
+        loss = self.outer_loss(episode.query_y, pred)
+        # Scaled as Keras scales a loss: by 1/replicas (tf.distribute sums
+        # the replicas' gradients) and by a loss-scaling optimizer's factor
+        # (which it divides out again).
+        scale = self.optimizer.scale_loss(
+            loss_module.scale_loss_for_distribution(tf.cast(weight, loss.dtype))
+        )
+        direction = {
+            id(v): (t - p) * tf.cast(scale, t.dtype)
+            for v, t, p in zip(self.model.trainable_variables, theta, phi)
+        }
+        grads = [
+            direction.get(id(v), tf.zeros(v.shape, v.dtype))
+            for v in self.trainable_variables
+        ]
+        return grads, loss, pred, state

@@ -1,0 +1,305 @@
+"""Reptile against hand-written references, and its Keras surface."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_meta as km
+
+
+def ce():
+    # Built per test: a Loss takes the float dtype current at construction.
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+@pytest.fixture
+def float64():
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx("float32")
+
+
+def cluster_tasks(n, seed, ways=5, shots=1, queries=5, dim=8, informative=4):
+    """N-way K-shot tasks: class means drawn per episode in the first
+    `informative` dims; the others are noise that meta-learning can learn
+    to ignore."""
+    rng = np.random.default_rng(seed)
+    sy = np.tile(np.repeat(np.arange(ways), shots), (n, 1))
+    qy = np.tile(np.repeat(np.arange(ways), queries), (n, 1))
+    means = np.zeros((n, ways, dim))
+    means[..., :informative] = rng.normal(size=(n, ways, informative)) * 2.0
+
+    def draw(y):
+        x = np.take_along_axis(means, y[..., None].repeat(dim, -1), 1)
+        noise = rng.normal(size=x.shape)
+        noise[..., :informative] *= 0.3
+        noise[..., informative:] *= 1.5
+        return (x + noise).astype("float32")
+
+    x = {"support_x": draw(sy), "support_y": sy.astype("int32"), "query_x": draw(qy)}
+    return x, qy.astype("int32")
+
+
+def classifier():
+    return keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(32, "relu"), keras.layers.Dense(5)]
+    )
+
+
+def linear_regression_batch(rng, b=3, s=6, q=4, d=3):
+    sx, qx = rng.normal(size=(b, s, d)), rng.normal(size=(b, q, d))
+    a = rng.normal(size=(b, d, 1))
+    return {"support_x": sx, "support_y": sx @ a + 0.3, "query_x": qx}, qx @ a + 0.3
+
+
+def numpy_inner_sgd(w, b, x, y, lr, steps):
+    """Full-batch SGD on the MSE of a linear model, by hand."""
+    for _ in range(steps):
+        r = x @ w + b - y
+        w, b = w - lr * 2.0 / len(x) * x.T @ r, b - lr * 2.0 / len(x) * r.sum(0)
+    return w, b
+
+
+# ---------------------------------------------------------------------------
+# The update.
+# ---------------------------------------------------------------------------
+def test_meta_update_is_theta_plus_epsilon_times_mean_direction(float64):
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    learner = km.Reptile(model, inner_learning_rate=0.05, inner_steps=3, eval_inner_steps=4)
+    epsilon = 0.5
+    learner.compile(optimizer=keras.optimizers.SGD(learning_rate=epsilon), loss="mse")
+    x, y = linear_regression_batch(rng)
+    w, b = (v.numpy().copy() for v in model.trainable_variables)
+
+    adapted = [
+        numpy_inner_sgd(w, b, x["support_x"][i], x["support_y"][i], 0.05, 3)
+        for i in range(3)
+    ]
+    mean_w = np.mean([a[0] for a in adapted], axis=0)
+    mean_b = np.mean([a[1] for a in adapted], axis=0)
+    query_mse = np.mean(
+        [np.mean((x["query_x"][i] @ wi + bi - y[i]) ** 2) for i, (wi, bi) in enumerate(adapted)]
+    )
+
+    logs = learner.train_on_batch(x, y, return_dict=True)
+    kernel, bias = model.layers[0].kernel.numpy(), model.layers[0].bias.numpy()
+    np.testing.assert_allclose(kernel, w + epsilon * (mean_w - w), rtol=1e-12)
+    np.testing.assert_allclose(bias, b + epsilon * (mean_b - b), rtol=1e-12)
+    # fit reports the query loss of the adapted weights.
+    np.testing.assert_allclose(logs["loss"], query_mse, rtol=1e-6)
+
+    # Evaluation adapts with eval_inner_steps, from the new weights.
+    w, b = (v.numpy() for v in model.trainable_variables)
+    expected = numpy_inner_sgd(w, b, x["support_x"][0], x["support_y"][0], 0.05, 4)
+    got = learner.adapt(x["support_x"][0], x["support_y"][0]).trainable_variables
+    np.testing.assert_allclose(got[0].numpy(), expected[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1].numpy(), expected[1], rtol=1e-12)
+
+
+def test_other_optimizers_receive_the_mean_direction(float64):
+    rng = np.random.default_rng(1)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    learner = km.Reptile(model, inner_learning_rate=0.05, inner_steps=2)
+    learner.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="mse")
+    x, y = linear_regression_batch(rng)
+    w, b = (v.numpy().copy() for v in model.trainable_variables)
+    adapted = [
+        numpy_inner_sgd(w, b, x["support_x"][i], x["support_y"][i], 0.05, 2)
+        for i in range(3)
+    ]
+    direction = [w - np.mean([a[0] for a in adapted], 0), b - np.mean([a[1] for a in adapted], 0)]
+    reference = [keras.Variable(v) for v in (w, b)]
+    keras.optimizers.Adam(learning_rate=0.01).apply_gradients(zip(direction, reference))
+    learner.train_on_batch(x, y)
+    for got, want in zip(model.trainable_variables, reference):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12)
+
+
+def test_inner_mini_batches_use_every_support_example_once_per_pass(float64):
+    # One-hot inputs and a bias-free linear model: example j only moves
+    # weight j, so after two passes w_j = y_j (2c - c²) with c = 2·lr/batch
+    # whatever the order, iff every pass uses every example exactly once.
+    s, batch, lr = 6, 2, 0.3
+    rng = np.random.default_rng(2)
+    sx = np.eye(s)[rng.permutation(s)]
+    sy = rng.normal(size=(s, 1))
+    model = keras.Sequential(
+        [keras.Input((s,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")]
+    )
+    learner = km.Reptile(
+        model, inner_learning_rate=lr, inner_steps=2 * s // batch, inner_batch_size=batch
+    )
+    learner.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="mse")
+    c = 2 * lr / batch
+    expected = (sx.T @ sy) * (2 * c - c * c)
+    adapted = learner.adapt(sx, sy)
+    np.testing.assert_allclose(adapted.layers[0].kernel.numpy(), expected, rtol=1e-12)
+    # Training draws its own shuffles; with SGD(1.0) and one episode θ ← φ.
+    x = {"support_x": sx[None], "support_y": sy[None], "query_x": sx[None]}
+    learner.train_on_batch(x, sy[None])
+    np.testing.assert_allclose(model.layers[0].kernel.numpy(), expected, rtol=1e-12)
+
+
+def test_inner_adam_matches_keras_adam(float64):
+    rng = np.random.default_rng(3)
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(8, "tanh"), keras.layers.Dense(2)]
+    )
+    learner = km.Reptile(
+        model, inner_learning_rate=0.125, inner_steps=3, inner_optimizer="adam",
+        adam_beta_1=0.5, adam_beta_2=0.75, adam_epsilon=2.0**-20,
+    )
+    learner.compile(optimizer="sgd", loss="mse")
+    sx, sy = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    adapted = learner.adapt(sx, sy)
+
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    # Keras rounds the betas to float32: pick values it represents exactly.
+    adam = keras.optimizers.Adam(learning_rate=0.125, beta_1=0.5, beta_2=0.75, epsilon=2.0**-20)
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            loss = keras.losses.mean_squared_error(sy, reference(sx))
+            loss = tf.reduce_mean(loss)
+        grads = tape.gradient(loss, reference.trainable_variables)
+        adam.apply_gradients(zip(grads, reference.trainable_variables))
+    for got, want in zip(adapted.trainable_variables, reference.trainable_variables):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_shuffling_is_seeded_and_evaluation_is_deterministic():
+    x, y = cluster_tasks(2, seed=4, shots=3)
+
+    def trained(seed):
+        keras.utils.set_random_seed(0)
+        learner = km.Reptile(classifier(), 0.1, 3, inner_batch_size=4, seed=seed)
+        learner.compile(optimizer=keras.optimizers.SGD(1.0), loss=ce())
+        learner.train_on_batch(x, y)
+        return learner
+
+    a, b, c = trained(1), trained(1), trained(2)
+    for va, vb in zip(a.model.weights, b.model.weights):
+        np.testing.assert_array_equal(va.numpy(), vb.numpy())
+    assert any(
+        not np.array_equal(va.numpy(), vc.numpy())
+        for va, vc in zip(a.model.weights, c.model.weights)
+    )
+    np.testing.assert_array_equal(a.predict(x, verbose=0), a.predict(x, verbose=0))
+
+
+# ---------------------------------------------------------------------------
+# Learning, persistence, export.
+# ---------------------------------------------------------------------------
+def test_reptile_learns_five_way_one_shot_classification():
+    learner = km.Reptile(classifier(), inner_learning_rate=0.1, inner_steps=5)
+    learner.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=1.0), loss=ce(), metrics=["accuracy"]
+    )
+    test = cluster_tasks(200, seed=99)
+    before = learner.evaluate(*test, batch_size=50, verbose=0, return_dict=True)
+    train = tf.data.Dataset.from_tensor_slices(cluster_tasks(8 * 100, seed=1)).batch(8)
+    learner.fit(train, epochs=1, verbose=0)
+    after = learner.evaluate(*test, batch_size=50, verbose=0, return_dict=True)
+    assert after["accuracy"] > 0.6  # chance: 0.2
+    assert after["accuracy"] > before["accuracy"] + 0.05
+
+
+def test_keras_file_round_trip_resumes_exactly(tmp_path):
+    x, y = cluster_tasks(4, seed=5, shots=2)
+    learner = km.Reptile(
+        classifier(), 0.05, 3, inner_batch_size=4, inner_optimizer="adam", eval_inner_steps=5
+    )
+    learner.compile(optimizer=keras.optimizers.Adam(1e-2), loss=ce(), metrics=["accuracy"])
+    learner.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    path = tmp_path / "reptile.keras"
+    learner.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, km.Reptile)
+    config = {k: v for k, v in learner.get_config().items() if k != "model"}
+    assert {k: loaded.get_config()[k] for k in config} == config
+    for a, b in zip(learner.variables, loaded.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    learner.train_on_batch(x, y)
+    loaded.train_on_batch(x, y)
+    assert len(learner.variables) == len(loaded.variables)
+    for a, b in zip(learner.variables, loaded.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(learner.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_saved_model_exports(tmp_path):
+    x, y = cluster_tasks(2, seed=6, shots=2)
+    learner = km.Reptile(classifier(), 0.1, 3, inner_batch_size=3)
+    learner.compile(optimizer=keras.optimizers.SGD(1.0), loss=ce())
+    learner.train_on_batch(x, y)
+    support_x, support_y, query_x = x["support_x"][0], x["support_y"][0], x["query_x"][0]
+
+    adapted = learner.adapt(support_x, support_y)
+    adapted.export(str(tmp_path / "adapted"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "adapted"))
+    np.testing.assert_allclose(
+        served.serve(query_x).numpy(), adapted.predict(query_x, verbose=0), rtol=1e-5, atol=1e-6
+    )
+
+    learner.export(str(tmp_path / "meta"), verbose=False)
+    meta = tf.saved_model.load(str(tmp_path / "meta"))
+    np.testing.assert_allclose(
+        meta.adapt_and_predict(support_x, support_y, query_x).numpy(),
+        learner.predict(x, verbose=0)[0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Arguments.
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"inner_optimizer": "rmsprop"}, ValueError, "`inner_optimizer` to be one of"),
+        ({"inner_batch_size": 0}, ValueError, "`inner_batch_size` to be >= 1"),
+        ({"inner_batch_size": 2.5}, TypeError, "`inner_batch_size` to be an int"),
+        ({"adam_beta_1": 1.0}, ValueError, r"`adam_beta_1` to be in \[0, 1\)"),
+        ({"adam_epsilon": 0}, ValueError, "`adam_epsilon` to be a number > 0"),
+        ({"seed": "0"}, TypeError, "`seed` to be an int"),
+        ({"inner_learning_rate": -1.0}, ValueError, "`inner_learning_rate` to be > 0"),
+        ({"first_order": True}, TypeError, "does not take `first_order`"),
+        ({"adapt_layers": ["dense"]}, TypeError, "does not take `adapt_layers`"),
+    ],
+)
+def test_argument_validation(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        km.Reptile(classifier(), **kwargs)
+
+
+def test_jit_compile_and_mirrored_strategy_match_the_default():
+    # The direction is scaled like a loss, so that summing the replicas'
+    # gives the mean; the mini-batch shuffles come from integer hashing,
+    # which XLA computes like TensorFlow.
+    x, y = cluster_tasks(4, seed=7, shots=2)
+
+    def run(strategy=None, jit_compile=False, inner_batch_size=None):
+        keras.utils.set_random_seed(3)
+        with (strategy or tf.distribute.get_strategy()).scope():
+            learner = km.Reptile(
+                classifier(), 0.1, 3, inner_batch_size=inner_batch_size, seed=11
+            )
+            learner.compile(optimizer=keras.optimizers.SGD(0.5), loss=ce(), jit_compile=jit_compile)
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+        learner.fit(dataset, epochs=2, verbose=0)
+        return [v.numpy() for v in learner.variables], learner.predict(x, verbose=0)
+
+    def assert_same(a, b):
+        for va, vb in zip(a[0], b[0], strict=True):
+            np.testing.assert_allclose(va, vb, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-4, atol=1e-4)
+
+    assert_same(run(inner_batch_size=4), run(inner_batch_size=4, jit_compile=True))
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) >= 2:
+        mirrored = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+        assert_same(run(), run(mirrored))
