@@ -58,14 +58,13 @@ def protocol_text(config: dict) -> str:
         if config["inner_batch_size"]:
             inner += f", batch {config['inner_batch_size']}"
         parts.append(inner)
-    schedule = {"step": f", halved every {config['lr_decay_steps']}",
-                "linear": ", linearly to 0"}.get(config["lr_schedule"], "")
+    schedule = {
+        "step": f", halved every {config['lr_decay_steps']}",
+        "linear": ", linearly to 0",
+    }.get(config["lr_schedule"], "")
     parts.append(f"{config['optimizer']} {config['meta_learning_rate']:g}{schedule}")
     if config["model"] == "conv4":
-        parts.append(
-            f"conv4 {config['filters']}f {config['pooling']} "
-            f"{config['image_size']}px"
-        )
+        parts.append(f"conv4 {config['filters']}f {config['pooling']} {config['image_size']}px")
     else:
         parts.append("MLP " + "-".join(map(str, config["hidden_units"])))
     return "; ".join(parts)
@@ -115,9 +114,7 @@ def result_row(config: dict, record: dict, state: dict, run_dir: str) -> str:
     pub = config["published"] or {"metric": "accuracy", "value": None}
     metric = pub["metric"]
     results = record["results"]
-    ours = (
-        f"{_pct(results[metric], metric)} ± {_pct(results[metric + '_ci95'], metric)}"
-    )
+    ours = f"{_pct(results[metric], metric)} ± {_pct(results[metric + '_ci95'], metric)}"
     published = "–"
     if pub.get("value") is not None:
         published = _pct(pub["value"], metric)
@@ -182,8 +179,11 @@ def main(argv=None) -> int:
     parser.add_argument("--episodes", type=int, help="test episodes (default: the preset's)")
     parser.add_argument("--results", default=RESULTS, help="the markdown file to append to")
     parser.add_argument("--no-record", action="store_true", help="do not write the results file")
-    parser.add_argument("--protocols", action="store_true",
-                        help="rewrite the protocols table of the results file and exit")
+    parser.add_argument(
+        "--protocols",
+        action="store_true",
+        help="rewrite the protocols table of the results file and exit",
+    )
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     args = parser.parse_args(argv)
 
@@ -198,8 +198,7 @@ def main(argv=None) -> int:
         parser.error("--preset is required")
     if args.preset not in presets.PRESETS:
         parser.error(
-            f"unknown preset {args.preset!r}; the presets are: "
-            f"{', '.join(presets.list_presets())}"
+            f"unknown preset {args.preset!r}; the presets are: {', '.join(presets.list_presets())}"
         )
     iterations = args.iterations or presets.get_preset(args.preset)["iterations"]
     out = args.out or os.path.join(REPO_ROOT, "runs", f"{args.preset}-{iterations}it")
@@ -209,8 +208,13 @@ def main(argv=None) -> int:
     finished = runs.run_state(out).get("finished", False)
     try:
         if not finished:
-            runs.train(out, args.preset, overrides, verbose=args.verbose,
-                       argv=["benchmarks/reproduce.py"] + list(sys.argv[1:]))
+            runs.train(
+                out,
+                args.preset,
+                overrides,
+                verbose=args.verbose,
+                argv=["benchmarks/reproduce.py"] + list(sys.argv[1:]),
+            )
         record = runs.evaluate(out, num_episodes=args.episodes, verbose=args.verbose)
     except runs.RunError as error:
         print(f"reproduce.py: error: {error}", file=sys.stderr)

@@ -72,9 +72,7 @@ class ScalarLogger(keras.callbacks.Callback):
 
     def _writer(self, name):
         if name not in self._writers:
-            self._writers[name] = tf.summary.create_file_writer(
-                os.path.join(self.log_dir, name)
-            )
+            self._writers[name] = tf.summary.create_file_writer(os.path.join(self.log_dir, name))
         return self._writers[name]
 
     def on_epoch_end(self, epoch, logs=None):
@@ -152,9 +150,7 @@ class MetaEvaluation(keras.callbacks.Callback):
         **evaluate_kwargs,
     ):
         super().__init__()
-        if isinstance(frequency, bool) or not isinstance(frequency, int) or (
-            frequency < 1
-        ):
+        if isinstance(frequency, bool) or not isinstance(frequency, int) or (frequency < 1):
             raise ValueError(f"Expected `frequency` >= 1; received {frequency!r}.")
         unknown = set(evaluate_kwargs) - {
             "batch_size",
@@ -163,9 +159,7 @@ class MetaEvaluation(keras.callbacks.Callback):
             "time_adaptation",
         }
         if unknown:
-            raise TypeError(
-                f"Unknown arguments for MetaEvaluation: {sorted(unknown)}."
-            )
+            raise TypeError(f"Unknown arguments for MetaEvaluation: {sorted(unknown)}.")
         self.episodes = episodes
         self.num_episodes = num_episodes
         self.prefix = prefix
@@ -177,21 +171,15 @@ class MetaEvaluation(keras.callbacks.Callback):
 
     def _due(self, epoch: int) -> bool:
         last = self.params.get("epochs") if self.params else None
-        return (epoch + 1) % self.frequency == 0 or (
-            last is not None and epoch + 1 == last
-        )
+        return (epoch + 1) % self.frequency == 0 or (last is not None and epoch + 1 == last)
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._due(epoch):
             return
-        results = evaluate(
-            self.model, self.episodes, self.num_episodes, **self.evaluate_kwargs
-        )
+        results = evaluate(self.model, self.episodes, self.num_episodes, **self.evaluate_kwargs)
         self.last_results = results
         scalars = {
-            k: float(v)
-            for k, v in results.items()
-            if isinstance(v, float) and k != "num_episodes"
+            k: float(v) for k, v in results.items() if isinstance(v, float) and k != "num_episodes"
         }
         if logs is not None:
             for name, value in scalars.items():

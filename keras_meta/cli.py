@@ -99,13 +99,13 @@ def _add_train_parser(sub):
     g.add_argument("--split", choices=["mixed", "official", "random", "none"])
     g.add_argument("--split-sizes", type=_split_sizes, metavar="TRAIN,VAL,TEST")
     g.add_argument("--split-seed", type=int)
-    g.add_argument(
-        "--augmentation", choices=["none", "class_rotation", "rotations_as_classes"]
-    )
+    g.add_argument("--augmentation", choices=["none", "class_rotation", "rotations_as_classes"])
     g.add_argument("--image-size", type=int)
     g.add_argument("--color-mode", choices=["grayscale", "rgb"])
     g.add_argument(
-        "--invert", action="store_true", default=None,
+        "--invert",
+        action="store_true",
+        default=None,
         help="folder dataset: use 1 - image (dark ink on a light background)",
     )
     g = p.add_argument_group("episodes")
@@ -126,7 +126,8 @@ def _add_train_parser(sub):
     g.add_argument("--optimizer", choices=["adam", "sgd"])
     g.add_argument("--iterations", type=int, help="meta-iterations (the budget)")
     g.add_argument(
-        "--steps-per-epoch", type=int,
+        "--steps-per-epoch",
+        type=int,
         help="meta-iterations between validations and checkpoints",
     )
     g.add_argument("--val-episodes", type=int, help="validation episodes per epoch")
@@ -152,16 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     >>> build_parser().parse_args(["evaluate", "runs/a"]).episodes is None
     True
     """
-    parser = argparse.ArgumentParser(
-        prog="keras-meta", description="Meta-learning for Keras."
-    )
+    parser = argparse.ArgumentParser(prog="keras-meta", description="Meta-learning for Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser(
-        "demo", help="Meta-train MAML on sinusoid regression (no download)."
+    demo = sub.add_parser("demo", help="Meta-train MAML on sinusoid regression (no download).")
+    demo.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="meta-iterations (default: a few minutes on 2 CPU cores)",
     )
-    demo.add_argument("--iterations", type=int, default=None,
-                      help="meta-iterations (default: a few minutes on 2 CPU cores)")
     demo.add_argument("--out", default="demo_output", help="output folder")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--eval-tasks", type=int, default=600)
@@ -203,8 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--steps", type=int, help="inner steps (default: the learner's)")
     ad.add_argument("--checkpoint", choices=["final", "best"])
     inv = ad.add_mutually_exclusive_group()
-    inv.add_argument("--invert", dest="invert", action="store_true", default=None,
-                     help="use 1 - image (default: as in training)")
+    inv.add_argument(
+        "--invert",
+        dest="invert",
+        action="store_true",
+        default=None,
+        help="use 1 - image (default: as in training)",
+    )
     inv.add_argument("--no-invert", dest="invert", action="store_false")
 
     pr = sub.add_parser("presets", help="list the presets, or show one")
@@ -237,8 +243,7 @@ def _train_overrides(args, parser) -> tuple[str | None, dict]:
     preset = args.preset
     if preset is not None and preset not in presets.PRESETS:
         parser.error(
-            f"unknown preset {preset!r}; the presets are: "
-            f"{', '.join(presets.list_presets())}"
+            f"unknown preset {preset!r}; the presets are: {', '.join(presets.list_presets())}"
         )
     return preset, overrides
 
@@ -257,10 +262,17 @@ def _print_presets(name=None):
         value = pub.get("value")
         if pub.get("metric") == "accuracy" and value is not None:
             value = f"{100 * value:.2f}%"
-        rows.append((n, c["algorithm"], c["dataset"], f"{ways}-way {shots}-shot",
-                     str(c["iterations"]), str(value)))
-    header = ("preset", "algorithm", "dataset", "test episodes", "iterations",
-              "published")
+        rows.append(
+            (
+                n,
+                c["algorithm"],
+                c["dataset"],
+                f"{ways}-way {shots}-shot",
+                str(c["iterations"]),
+                str(value),
+            )
+        )
+    header = ("preset", "algorithm", "dataset", "test episodes", "iterations", "published")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())

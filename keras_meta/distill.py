@@ -27,8 +27,11 @@ def _check_model(name, model):
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"Expected `{name}` to be a keras.Model; received {type(model).__name__}."
-            + (" Distil an adapted model: `learner.adapt(support_x, support_y)`."
-               if name == "teacher" else "")
+            + (
+                " Distil an adapted model: `learner.adapt(support_x, support_y)`."
+                if name == "teacher"
+                else ""
+            )
         )
 
 
@@ -91,9 +94,7 @@ class Distiller(keras.Model):
         self.from_logits = check_bool("from_logits", from_logits)
         self.teacher = teacher
         self.student = student
-        self.hard_loss = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=from_logits
-        )
+        self.hard_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
         self.soft_loss = keras.losses.KLDivergence()
 
     def compile(self, optimizer="rmsprop", metrics=None, **kwargs):
@@ -124,11 +125,12 @@ class Distiller(keras.Model):
             return outputs
         return tf.math.log(tf.clip_by_value(outputs, 1e-7, 1.0))
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
-                     training=True):
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         teacher = tf.stop_gradient(self.teacher(x, training=False))
-        if teacher.shape[-1] is not None and y_pred.shape[-1] is not None and (
-            teacher.shape[-1] != y_pred.shape[-1]
+        if (
+            teacher.shape[-1] is not None
+            and y_pred.shape[-1] is not None
+            and (teacher.shape[-1] != y_pred.shape[-1])
         ):
             raise ValueError(
                 f"The teacher has {teacher.shape[-1]} outputs and the student "
@@ -150,9 +152,7 @@ class Distiller(keras.Model):
             hard = self.hard_loss(y, y_pred, sample_weight=sample_weight)
             loss = loss + self.alpha * tf.cast(hard, loss.dtype)
         if self.student.losses:
-            loss = loss + tf.add_n(
-                [tf.cast(v, loss.dtype) for v in self.student.losses]
-            )
+            loss = loss + tf.add_n([tf.cast(v, loss.dtype) for v in self.student.losses])
         return loss
 
     def train_step(self, data):
@@ -233,7 +233,8 @@ def accuracy(model: keras.Model, data, batch_size: int = 256) -> float:
     if y is None and not isinstance(x, tf.data.Dataset):
         raise ValueError("Accuracy needs labels: pass `(x, y)` or a Dataset of them.")
     batches = (
-        x if isinstance(x, tf.data.Dataset)
+        x
+        if isinstance(x, tf.data.Dataset)
         else tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
     )
     metric = keras.metrics.SparseCategoricalAccuracy()
@@ -291,9 +292,7 @@ def distill(
     distiller = Distiller(
         teacher, student, temperature=temperature, alpha=alpha, from_logits=from_logits
     )
-    distiller.compile(
-        optimizer=optimizer, metrics=["accuracy"] if alpha > 0 else None
-    )
+    distiller.compile(optimizer=optimizer, metrics=["accuracy"] if alpha > 0 else None)
     x, y = _split(data)
     if y is None and alpha > 0 and not isinstance(x, tf.data.Dataset):
         raise ValueError(

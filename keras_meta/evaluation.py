@@ -47,8 +47,7 @@ def confidence_interval(values, z: float = Z_95) -> tuple[float, float]:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 0 or len(values) == 0:
         raise ValueError(
-            "Expected at least one per-episode value; received "
-            f"{values.shape} values."
+            f"Expected at least one per-episode value; received {values.shape} values."
         )
     mean = values.mean(axis=0)
     half = z * values.std(axis=0) / math.sqrt(len(values))
@@ -189,14 +188,10 @@ def evaluate(
     ['bn_mode', 'inner_steps', 'loss', 'loss_ci95']
     """
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int):
-        raise TypeError(
-            f"Expected `num_episodes` to be an int; received {num_episodes!r}."
-        )
+        raise TypeError(f"Expected `num_episodes` to be an int; received {num_episodes!r}.")
     if num_episodes < 1:
         raise ValueError(f"Expected `num_episodes` >= 1; received {num_episodes}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or (
-        batch_size < 1
-    ):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or (batch_size < 1):
         raise ValueError(f"Expected `batch_size` >= 1; received {batch_size!r}.")
     learner._require_loss()
 
@@ -213,9 +208,7 @@ def evaluate(
     dataset = dataset.take(num_episodes).batch(batch_size).prefetch(2)
 
     with _Overrides(learner, eval_inner_steps=inner_steps, bn_mode=bn_mode):
-        results = _evaluate(
-            learner, dataset, num_episodes, time_adaptation, verbose
-        )
+        results = _evaluate(learner, dataset, num_episodes, time_adaptation, verbose)
         steps = getattr(learner, "eval_inner_steps", None)
         used_bn_mode = learner.bn_mode
 
@@ -231,9 +224,7 @@ def evaluate(
         summary["inner_steps"] = int(steps)
     summary.update(results)
     if return_per_episode:
-        summary["per_episode"] = {
-            k: np.asarray(v).tolist() for k, v in per_episode.items()
-        }
+        summary["per_episode"] = {k: np.asarray(v).tolist() for k, v in per_episode.items()}
     return summary
 
 

@@ -86,12 +86,9 @@ def plot_history(
         history = history.history
     history = {k: np.asarray(v, dtype=float) for k, v in history.items()}
     names = sorted(
-        {k[4:] if k.startswith("val_") else k for k in history}
-        - {"epoch", "learning_rate"}
+        {k[4:] if k.startswith("val_") else k for k in history} - {"epoch", "learning_rate"}
     )
-    names = [
-        n for n in names if not n.endswith("_ci95") and n != "adaptation_seconds"
-    ]
+    names = [n for n in names if not n.endswith("_ci95") and n != "adaptation_seconds"]
     # The loss first, then the metrics.
     names.sort(key=lambda n: (n != "loss", n))
     plt = _pyplot()
@@ -108,9 +105,7 @@ def plot_history(
             (line,) = ax.plot(x, values, marker="o", markersize=3, label=label)
             band = history.get(key + "_ci95")
             if band is not None and len(band) == len(values):
-                ax.fill_between(
-                    x, values - band, values + band, alpha=0.2, color=line.get_color()
-                )
+                ax.fill_between(x, values - band, values + band, alpha=0.2, color=line.get_color())
         ax.set_xlabel("meta-iteration" if steps_per_epoch else "epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
@@ -168,9 +163,7 @@ def plot_regression_adaptation(
     tasks = list(episodes.take(num_tasks).as_numpy_iterator())
     if not tasks:
         raise ValueError("The dataset has no episodes to plot.")
-    fig, axes = plt.subplots(
-        1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False
-    )
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
     for i, (ax, (x, query_y)) in enumerate(zip(axes[0], tasks)):
         sx, sy, qx = x["support_x"], x["support_y"], x["query_x"]
         points = np.concatenate([sx[:, 0], qx[:, 0]])

@@ -166,9 +166,7 @@ _PROTONET_NOTES = (
     "validation checkpoint."
 )
 
-_REPTILE = (
-    "Nichol et al. 2018, On First-Order Meta-Learning Algorithms, Table 1"
-)
+_REPTILE = "Nichol et al. 2018, On First-Order Meta-Learning Algorithms, Table 1"
 
 PRESETS: dict[str, dict] = {
     "maml-sinusoid": {
@@ -319,8 +317,7 @@ PRESETS: dict[str, dict] = {
             "source": "Raghu et al. 2020, Rapid Learning or Feature Reuse?, Table 2",
         },
         "notes": (
-            "Only the final dense layer adapts in the inner loop; otherwise "
-            "MAML's 20-way protocol."
+            "Only the final dense layer adapts in the inner loop; otherwise MAML's 20-way protocol."
         ),
     },
     "reptile-omniglot-5w1s": {
@@ -379,16 +376,14 @@ PRESETS: dict[str, dict] = {
         **_PROTONET_OMNIGLOT,
         "description": "Prototypical Networks, Omniglot 5-way 1-shot (Snell et al. 2017)",
         "shots": 1,
-        "published": {"metric": "accuracy", "value": 0.988, "ci95": None,
-                      "source": _SNELL},
+        "published": {"metric": "accuracy", "value": 0.988, "ci95": None, "source": _SNELL},
         "notes": _PROTONET_NOTES + " Trained 60-way 1-shot with 5 queries per class.",
     },
     "protonet-omniglot-5w5s": {
         **_PROTONET_OMNIGLOT,
         "description": "Prototypical Networks, Omniglot 5-way 5-shot (Snell et al. 2017)",
         "shots": 5,
-        "published": {"metric": "accuracy", "value": 0.997, "ci95": None,
-                      "source": _SNELL},
+        "published": {"metric": "accuracy", "value": 0.997, "ci95": None, "source": _SNELL},
         "notes": _PROTONET_NOTES + " Trained 60-way 5-shot with 5 queries per class.",
     },
     "protonet-omniglot-20w1s": {
@@ -396,8 +391,7 @@ PRESETS: dict[str, dict] = {
         "description": "Prototypical Networks, Omniglot 20-way 1-shot (Snell et al. 2017)",
         "shots": 1,
         "eval_ways": 20,
-        "published": {"metric": "accuracy", "value": 0.960, "ci95": None,
-                      "source": _SNELL},
+        "published": {"metric": "accuracy", "value": 0.960, "ci95": None, "source": _SNELL},
         "notes": _PROTONET_NOTES + " Trained 60-way 1-shot with 5 queries per class.",
     },
 }
@@ -423,9 +417,7 @@ def get_preset(name: str) -> dict:
     0.4
     """
     if name not in PRESETS:
-        raise ValueError(
-            f"Unknown preset {name!r}; the presets are: {', '.join(list_presets())}."
-        )
+        raise ValueError(f"Unknown preset {name!r}; the presets are: {', '.join(list_presets())}.")
     config = default_config()
     config.update(copy.deepcopy(PRESETS[name]))
     config["name"] = name
@@ -459,8 +451,7 @@ def resolve_config(preset: str | None = None, **overrides) -> dict:
     unknown = sorted(set(overrides) - set(FIELDS))
     if unknown:
         raise ValueError(
-            f"Unknown configuration fields {unknown}; the fields are "
-            f"{sorted(FIELDS)}."
+            f"Unknown configuration fields {unknown}; the fields are {sorted(FIELDS)}."
         )
     config.update(overrides)
     return validate_config(config)
@@ -468,9 +459,7 @@ def resolve_config(preset: str | None = None, **overrides) -> dict:
 
 def _check_choice(config, field, choices):
     if config[field] not in choices:
-        raise ValueError(
-            f"`{field}` must be one of {list(choices)}; received {config[field]!r}."
-        )
+        raise ValueError(f"`{field}` must be one of {list(choices)}; received {config[field]!r}.")
 
 
 def _check_positive_int(config, field, minimum=1):
@@ -496,8 +485,7 @@ def validate_config(config: dict) -> dict:
     unknown = sorted(set(config) - set(FIELDS))
     if unknown:
         raise ValueError(
-            f"Unknown configuration fields {unknown}; the fields are "
-            f"{sorted(FIELDS)}."
+            f"Unknown configuration fields {unknown}; the fields are {sorted(FIELDS)}."
         )
     full = default_config()
     full.update(config)
@@ -508,9 +496,7 @@ def validate_config(config: dict) -> dict:
             raise TypeError(f"`{field}` must not be a bool; received {value!r}.")
         if not isinstance(value, types):
             names = ", ".join(t.__name__ for t in types)
-            raise TypeError(
-                f"`{field}` must be of type {names}; received {value!r}."
-            )
+            raise TypeError(f"`{field}` must be of type {names}; received {value!r}.")
     _check_choice(config, "algorithm", ALGORITHMS)
     _check_choice(config, "dataset", DATASETS)
     _check_choice(config, "model", MODELS)
@@ -525,10 +511,23 @@ def validate_config(config: dict) -> dict:
     _check_choice(config, "color_mode", ("grayscale", "rgb"))
     _check_choice(config, "distance", ("euclidean", "cosine"))
     for field in (
-        "ways", "shots", "queries", "eval_ways", "eval_shots", "eval_queries",
-        "meta_batch_size", "inner_steps", "eval_inner_steps", "iterations",
-        "steps_per_epoch", "val_episodes", "eval_episodes", "filters",
-        "image_size", "lr_decay_steps", "inner_batch_size",
+        "ways",
+        "shots",
+        "queries",
+        "eval_ways",
+        "eval_shots",
+        "eval_queries",
+        "meta_batch_size",
+        "inner_steps",
+        "eval_inner_steps",
+        "iterations",
+        "steps_per_epoch",
+        "val_episodes",
+        "eval_episodes",
+        "filters",
+        "image_size",
+        "lr_decay_steps",
+        "inner_batch_size",
     ):
         _check_positive_int(config, field)
     for field in ("meta_learning_rate", "inner_learning_rate", "lr_decay_rate"):
@@ -542,8 +541,7 @@ def validate_config(config: dict) -> dict:
     regression = dataset == "sinusoid"
     if regression and algorithm == "protonet":
         raise ValueError(
-            "The protonet algorithm is a classifier; it cannot train on the "
-            "sinusoid dataset."
+            "The protonet algorithm is a classifier; it cannot train on the sinusoid dataset."
         )
     if regression != (config["model"] == "mlp"):
         raise ValueError(
@@ -570,9 +568,7 @@ def validate_config(config: dict) -> dict:
     if config["lr_schedule"] == "step" and (
         config["lr_decay_steps"] is None or config["lr_decay_rate"] is None
     ):
-        raise ValueError(
-            "lr_schedule='step' needs `lr_decay_steps` and `lr_decay_rate`."
-        )
+        raise ValueError("lr_schedule='step' needs `lr_decay_steps` and `lr_decay_rate`.")
     if regression:
         if config["split"] != "none":
             raise ValueError(
@@ -600,8 +596,7 @@ def validate_config(config: dict) -> dict:
     sizes = config["split_sizes"]
     if sizes is not None:
         if len(sizes) != 3 or not all(
-            isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0
-            for s in sizes
+            isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0 for s in sizes
         ):
             raise ValueError(
                 "`split_sizes` must be three non-negative numbers (train, "
@@ -609,15 +604,13 @@ def validate_config(config: dict) -> dict:
             )
     if not all(isinstance(h, int) and h > 0 for h in config["hidden_units"]):
         raise ValueError(
-            "`hidden_units` must be a list of positive ints; received "
-            f"{config['hidden_units']!r}."
+            f"`hidden_units` must be a list of positive ints; received {config['hidden_units']!r}."
         )
     if config["published"] is not None:
         missing = {"metric", "value", "source"} - set(config["published"])
         if missing:
             raise ValueError(
-                f"`published` must have the keys metric, value, source; missing "
-                f"{sorted(missing)}."
+                f"`published` must have the keys metric, value, source; missing {sorted(missing)}."
             )
     return config
 
@@ -678,9 +671,7 @@ def conv4(
     x = inputs
     strides = 2 if pooling == "strided" else 1
     for i in range(4):
-        x = keras.layers.Conv2D(
-            filters, 3, strides=strides, padding="same", name=f"conv{i + 1}"
-        )(x)
+        x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", name=f"conv{i + 1}")(x)
         x = keras.layers.BatchNormalization(scale=bn_scale, name=f"bn{i + 1}")(x)
         x = keras.layers.ReLU(name=f"relu{i + 1}")(x)
         if pooling == "max":

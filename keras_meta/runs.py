@@ -201,9 +201,7 @@ def load_class_splits(config: dict) -> dict:
                     seed=config["split_seed"],
                 )
                 parts = {name: split.select(name, x, y) for name in split}
-                parts["test"] = km.data.omniglot(
-                    data_dir, split="evaluation", image_size=size
-                )
+                parts["test"] = km.data.omniglot(data_dir, split="evaluation", image_size=size)
         else:
             x, y, _ = km.data.image_folder(
                 data_dir,
@@ -245,11 +243,7 @@ class EpisodeSource:
         import keras_meta as km
 
         images, labels = self._parts[split]
-        augment = (
-            "class_rotation"
-            if self.config["augmentation"] == "class_rotation"
-            else None
-        )
+        augment = "class_rotation" if self.config["augmentation"] == "class_rotation" else None
         try:
             return km.data.EpisodeSampler(
                 images,
@@ -331,11 +325,7 @@ def _resume_epoch(run_dir) -> int:
 
 
 def _check_resume_config(stored: dict, given: dict):
-    changed = {
-        k: (stored.get(k), v)
-        for k, v in given.items()
-        if stored.get(k) != v
-    }
+    changed = {k: (stored.get(k), v) for k, v in given.items() if stored.get(k) != v}
     if changed:
         detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise RunError(
@@ -362,9 +352,11 @@ def prepare_run(
     overrides = dict(overrides or {})
     config_path = os.path.join(run_dir, CONFIG_FILE)
     if os.path.exists(config_path):
-        run = _read_json(os.path.join(run_dir, RUN_FILE)) if os.path.exists(
-            os.path.join(run_dir, RUN_FILE)
-        ) else {}
+        run = (
+            _read_json(os.path.join(run_dir, RUN_FILE))
+            if os.path.exists(os.path.join(run_dir, RUN_FILE))
+            else {}
+        )
         if run.get("finished"):
             raise RunError(
                 f"{run_dir!r} holds a finished run; evaluate it with `keras-meta "
@@ -402,9 +394,7 @@ class _RunProgress(keras.callbacks.Callback):
             {
                 "epochs_done": epoch + 1,
                 "iterations_done": (epoch + 1) * self.steps_per_epoch,
-                "train_seconds": self.previous_seconds
-                + time.perf_counter()
-                - self.start,
+                "train_seconds": self.previous_seconds + time.perf_counter() - self.start,
                 "finished": False,
             }
         )
@@ -509,18 +499,14 @@ def train(
         best = (max if mode == "max" else min)(done) if done else None
     log_dir = os.path.join(run_dir, LOG_DIR)
     if tensorboard_installed():
-        tensorboard = keras.callbacks.TensorBoard(
-            log_dir, write_graph=False, profile_batch=0
-        )
+        tensorboard = keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0)
     else:
         # keras.callbacks.TensorBoard needs the tensorboard package, which
         # TensorFlow no longer installs; the scalars are what a run needs.
         tensorboard = ScalarLogger(log_dir)
     callbacks = [
         MetaEvaluation(val_episodes, num_episodes=config["val_episodes"]),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, CHECKPOINTS["final"]), verbose=0
-        ),
+        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, CHECKPOINTS["final"]), verbose=0),
         keras.callbacks.ModelCheckpoint(
             os.path.join(run_dir, CHECKPOINTS["best"]),
             monitor=monitor,
@@ -529,9 +515,7 @@ def train(
             initial_value_threshold=best,
             verbose=0,
         ),
-        keras.callbacks.CSVLogger(
-            os.path.join(run_dir, HISTORY_FILE), append=start_epoch > 0
-        ),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY_FILE), append=start_epoch > 0),
         tensorboard,
         _RunProgress(run_path, steps, run_state.get("train_seconds", 0.0)),
         # Last, so that an epoch counts as done only once everything above
@@ -594,9 +578,7 @@ def load_run(run_dir, checkpoint: str | None = None):
     config = presets.validate_config(_read_json(config_path)["config"])
     checkpoint = checkpoint or config["checkpoint"]
     if checkpoint not in CHECKPOINTS:
-        raise RunError(
-            f"unknown checkpoint {checkpoint!r}; choose one of {sorted(CHECKPOINTS)}"
-        )
+        raise RunError(f"unknown checkpoint {checkpoint!r}; choose one of {sorted(CHECKPOINTS)}")
     path = os.path.join(run_dir, CHECKPOINTS[checkpoint])
     if not os.path.exists(path) and checkpoint == "best":
         path = os.path.join(run_dir, CHECKPOINTS["final"])

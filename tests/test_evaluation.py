@@ -28,11 +28,11 @@ def _classification_data(seed=0):
 
 
 def _linear_maml(num_outputs, loss, metrics, eval_inner_steps=1):
-    net = keras.Sequential(
-        [keras.Input((DIM,)), keras.layers.Dense(num_outputs, name="linear")]
-    )
+    net = keras.Sequential([keras.Input((DIM,)), keras.layers.Dense(num_outputs, name="linear")])
     learner = km.MAML(
-        net, inner_learning_rate=ALPHA, inner_steps=1,
+        net,
+        inner_learning_rate=ALPHA,
+        inner_steps=1,
         eval_inner_steps=eval_inner_steps,
     )
     learner.compile(optimizer="sgd", loss=loss, metrics=metrics)
@@ -74,23 +74,18 @@ def test_classification_matches_hand_computation():
     results = km.evaluate(learner, episodes, num_episodes=40, return_per_episode=True)
 
     expected = np.array(
-        [_numpy_classification_episode(w, b, ex, ey)
-         for ex, ey in episodes.as_numpy_iterator()]
+        [_numpy_classification_episode(w, b, ex, ey) for ex, ey in episodes.as_numpy_iterator()]
     )
     losses, accuracies = expected[:, 0], expected[:, 1]
     np.testing.assert_allclose(results["per_episode"]["loss"], losses, rtol=1e-4)
-    np.testing.assert_allclose(
-        results["per_episode"]["accuracy"], accuracies, atol=1e-6
-    )
+    np.testing.assert_allclose(results["per_episode"]["accuracy"], accuracies, atol=1e-6)
     # Mean and CI by hand: 1.96 * population std / sqrt(n).
     assert results["accuracy"] == pytest.approx(accuracies.mean(), abs=1e-6)
     assert results["accuracy_ci95"] == pytest.approx(
         1.96 * accuracies.std() / math.sqrt(40), abs=1e-6
     )
     assert results["loss"] == pytest.approx(losses.mean(), rel=1e-4)
-    assert results["loss_ci95"] == pytest.approx(
-        1.96 * losses.std() / math.sqrt(40), rel=1e-3
-    )
+    assert results["loss_ci95"] == pytest.approx(1.96 * losses.std() / math.sqrt(40), rel=1e-3)
     assert results["num_episodes"] == 40
     assert results["bn_mode"] == "transductive"
     assert results["inner_steps"] == 1
@@ -99,9 +94,7 @@ def test_classification_matches_hand_computation():
 
 
 def test_regression_matches_hand_computation():
-    episodes = km.data.linear_regression(
-        dim=DIM, shots=6, queries=7, seed=0, num_episodes=30
-    )
+    episodes = km.data.linear_regression(dim=DIM, shots=6, queries=7, seed=0, num_episodes=30)
     learner = _linear_maml(1, "mse", ["mae"])
     w, b = (v.numpy().astype(np.float64) for v in learner.model.weights)
     expected = []
@@ -162,7 +155,11 @@ def test_too_few_episodes_is_an_error(classifier_and_episodes):
 def test_overrides_timing_and_uncompiled_learner(classifier_and_episodes):
     learner, episodes = classifier_and_episodes
     three = km.evaluate(
-        learner, episodes, num_episodes=24, inner_steps=3, bn_mode="running",
+        learner,
+        episodes,
+        num_episodes=24,
+        inner_steps=3,
+        bn_mode="running",
         time_adaptation=True,
     )
     assert three["inner_steps"] == 3 and three["bn_mode"] == "running"
@@ -170,8 +167,10 @@ def test_overrides_timing_and_uncompiled_learner(classifier_and_episodes):
     # The overrides are temporary.
     assert learner.eval_inner_steps == 1 and learner.bn_mode == "transductive"
     reference = _linear_maml(
-        WAYS, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        ["accuracy"], eval_inner_steps=3,
+        WAYS,
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        ["accuracy"],
+        eval_inner_steps=3,
     )
     reference.set_weights(learner.get_weights())
     expected = km.evaluate(reference, episodes, num_episodes=24)
@@ -209,11 +208,13 @@ def test_meta_evaluation_callback_logs_everywhere(tmp_path, classifier_and_episo
         ScalarLogger(tmp_path / "tb"),
     ]
     if tensorboard_installed():
-        callbacks.append(
-            keras.callbacks.TensorBoard(str(tmp_path / "keras_tb"), write_graph=False)
-        )
+        callbacks.append(keras.callbacks.TensorBoard(str(tmp_path / "keras_tb"), write_graph=False))
     history = learner.fit(
-        train.batch(4), epochs=2, steps_per_epoch=3, callbacks=callbacks, verbose=0,
+        train.batch(4),
+        epochs=2,
+        steps_per_epoch=3,
+        callbacks=callbacks,
+        verbose=0,
         shuffle=False,
     )
 
@@ -241,7 +242,11 @@ def test_meta_evaluation_frequency(classifier_and_episodes):
     x, y = _classification_data(seed=1)
     train = km.data.episodes(x, y, ways=WAYS, shots=SHOTS, queries=QUERIES, seed=0)
     history = learner.fit(
-        train.batch(2), epochs=3, steps_per_epoch=1, verbose=0, shuffle=False,
+        train.batch(2),
+        epochs=3,
+        steps_per_epoch=1,
+        verbose=0,
+        shuffle=False,
         callbacks=[MetaEvaluation(val, num_episodes=4, frequency=2)],
     )
     # Evaluated at epoch 2 and at the last epoch (3), not at epoch 1.

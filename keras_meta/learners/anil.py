@@ -57,14 +57,16 @@ class ANIL(GradientLearner):
         **kwargs,
     ):
         if "adapt_layers" in kwargs:
-            raise TypeError(
-                "ANIL takes the adapted layers as `head`, not `adapt_layers`."
+            raise TypeError("ANIL takes the adapted layers as `head`, not `adapt_layers`.")
+        if head is None or (
+            not isinstance(head, str)
+            and not callable(head)
+            and (
+                not isinstance(head, Sequence)
+                or not head
+                or not all(isinstance(name, str) for name in head)
             )
-        if head is None or (not isinstance(head, str) and not callable(head) and (
-            not isinstance(head, Sequence)
-            or not head
-            or not all(isinstance(name, str) for name in head)
-        )):
+        ):
             raise ValueError(
                 "Expected `head` to be a layer name, a non-empty list of layer "
                 f"names or a predicate `layer -> bool`; received {head!r}."

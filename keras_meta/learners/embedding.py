@@ -26,9 +26,7 @@ def check_positive(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"Expected `{name}` to be a number; received {value!r}.")
     if not (value > 0 and math.isfinite(value)):
-        raise ValueError(
-            f"Expected `{name}` to be a finite number > 0; received {value!r}."
-        )
+        raise ValueError(f"Expected `{name}` to be a finite number > 0; received {value!r}.")
     return float(value)
 
 
@@ -79,9 +77,7 @@ class EmbeddingLearner(MetaLearner):
         super().__init__(embedding_model, bn_mode=bn_mode, **kwargs)
         if ways is not None:
             if isinstance(ways, bool) or not isinstance(ways, int):
-                raise TypeError(
-                    f"Expected `ways` to be None or an int >= 2; received {ways!r}."
-                )
+                raise TypeError(f"Expected `ways` to be None or an int >= 2; received {ways!r}.")
             if ways < 2:
                 raise ValueError(f"Expected `ways` to be >= 2; received {ways!r}.")
         self.ways = ways
@@ -166,9 +162,7 @@ class EmbeddingLearner(MetaLearner):
     # ------------------------------------------------------------------
     def embed(self, x, state, training: bool):
         """Embeds `x` with the meta-learned weights: `(embeddings, state, reg)`."""
-        emb, state, reg = self.forward(
-            self.meta_params(), state, x, self._layer_training(training)
-        )
+        emb, state, reg = self.forward(self.meta_params(), state, x, self._layer_training(training))
         return tf.cast(flatten_features(emb), self._pred_dtype()), state, reg
 
     def embed_episode(self, episode: Episodes, state, training: bool):
@@ -194,9 +188,7 @@ class EmbeddingLearner(MetaLearner):
 
     def _adapt(self, episode: Episodes, state, training: bool):
         support, query, state, reg = self.embed_episode(episode, state, training)
-        head = self.fit_head(
-            support, episode.support_y, self.episode_ways(episode.support_y)
-        )
+        head = self.fit_head(support, episode.support_y, self.episode_ways(episode.support_y))
         return self.head_logits(query, head), state, reg
 
     def adapt_episode(self, episode: Episodes, state, training: bool):
@@ -242,9 +234,7 @@ class EmbeddingLearner(MetaLearner):
         head = self.fit_head(support, ep.support_y, self.episode_ways(ep.support_y))
 
         spec = self._episode_spec
-        inputs = keras.Input(
-            shape=tuple(spec["input_shape"]), dtype=spec["input_dtype"], name="x"
-        )
+        inputs = keras.Input(shape=tuple(spec["input_shape"]), dtype=spec["input_dtype"], name="x")
         embedding = clone_with_weights(self.model, self.meta_params(), state)
         features = embedding(inputs)
         if len(features.shape) > 2:
@@ -270,14 +260,11 @@ def _check_query_labels(support_y, query_y):
             )
         return query_y
     checks = [
-        tf.debugging.assert_non_negative(
-            support_y, message="labels in `support_y` must be >= 0"
-        ),
+        tf.debugging.assert_non_negative(support_y, message="labels in `support_y` must be >= 0"),
         tf.debugging.assert_less(
             top,
             tf.cast(ways, top.dtype),
-            message="query labels `y` must be classes of the episode's support "
-            "set",
+            message="query labels `y` must be classes of the episode's support set",
         ),
     ]
     with tf.control_dependencies(checks):

@@ -154,17 +154,14 @@ class MAML(GradientLearner):
         _check_bool("learn_inner_rates", learn_inner_rates)
         _check_bool("per_step_bn", per_step_bn)
         if first_order_epochs is not None:
-            if isinstance(first_order_epochs, bool) or not isinstance(
-                first_order_epochs, int
-            ):
+            if isinstance(first_order_epochs, bool) or not isinstance(first_order_epochs, int):
                 raise TypeError(
                     "Expected `first_order_epochs` to be an int >= 0 or None; "
                     f"received {first_order_epochs!r}."
                 )
             if first_order_epochs < 0:
                 raise ValueError(
-                    "Expected `first_order_epochs` to be >= 0; received "
-                    f"{first_order_epochs!r}."
+                    f"Expected `first_order_epochs` to be >= 0; received {first_order_epochs!r}."
                 )
             if first_order:
                 raise ValueError(
@@ -228,15 +225,11 @@ class MAML(GradientLearner):
             self._build_per_step_bn(steps)
         if self.learn_inner_rates:
             rates = []
-            for variable, adapted in zip(
-                self.model.trainable_variables, self.adapted_mask()
-            ):
+            for variable, adapted in zip(self.model.trainable_variables, self.adapted_mask()):
                 rates.append(
                     self.add_weight(
                         shape=(steps,),
-                        initializer=keras.initializers.Constant(
-                            self.inner_learning_rate
-                        ),
+                        initializer=keras.initializers.Constant(self.inner_learning_rate),
                         dtype=variable.dtype,
                         name=variable.path.replace("/", "_") + "_inner_rates",
                     )
@@ -264,9 +257,7 @@ class MAML(GradientLearner):
             value = tf.convert_to_tensor(variable)
             return self.add_weight(
                 shape=(steps,) + tuple(variable.shape),
-                initializer=lambda shape, dtype: tf.broadcast_to(
-                    tf.cast(value, dtype), shape
-                ),
+                initializer=lambda shape, dtype: tf.broadcast_to(tf.cast(value, dtype), shape),
                 dtype=variable.dtype,
                 trainable=trainable,
                 name=variable.path.replace("/", "_") + "_per_step",
@@ -410,9 +401,7 @@ class MAML(GradientLearner):
             first_order=first_order,
             on_step=query_loss if self.multi_step_loss else None,
         )
-        pred, state, _ = self.step_forward(
-            params, state, episode.query_x, True, steps - 1
-        )
+        pred, state, _ = self.step_forward(params, state, episode.query_x, True, steps - 1)
         loss = self.outer_loss(episode.query_y, pred)
         if self.multi_step_loss:
             weights = tf.cast(self.step_loss_weights(), loss.dtype)
@@ -425,9 +414,7 @@ class MAML(GradientLearner):
         base = super()
 
         def gradients(first_order):
-            return lambda: base.episode_gradients(
-                episode, state, weight, first_order=first_order
-            )
+            return lambda: base.episode_gradients(episode, state, weight, first_order=first_order)
 
         return tf.cond(
             self.meta_epoch < self.first_order_epochs,

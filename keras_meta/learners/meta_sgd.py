@@ -68,9 +68,7 @@ class MetaSGD(GradientLearner):
 
     def build_meta_weights(self):
         rates = []
-        for variable, adapted in zip(
-            self.model.trainable_variables, self.adapted_mask()
-        ):
+        for variable, adapted in zip(self.model.trainable_variables, self.adapted_mask()):
             if not adapted:
                 rates.append(None)
                 continue

@@ -95,9 +95,7 @@ def prototype_logits(embeddings, protos, distance: str = "euclidean", scale=1.0)
 
 
 def _l2_normalize(x, epsilon=1e-12):
-    return x * ops.rsqrt(
-        ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), epsilon)
-    )
+    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), epsilon))
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -123,13 +121,10 @@ class PrototypeClassifier(keras.layers.Layer):
     [[-1.0, -1.0]]
     """
 
-    def __init__(self, num_classes: int, distance: str = "euclidean",
-                 scale: float = 1.0, **kwargs):
+    def __init__(self, num_classes: int, distance: str = "euclidean", scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         if distance not in DISTANCES:
-            raise ValueError(
-                f"Expected `distance` in {DISTANCES}; received {distance!r}."
-            )
+            raise ValueError(f"Expected `distance` in {DISTANCES}; received {distance!r}.")
         self.num_classes = int(num_classes)
         self.distance = distance
         self.scale = float(scale)
@@ -213,8 +208,7 @@ class ProtoNet(EmbeddingLearner):
         super().__init__(embedding_model, ways=ways, bn_mode=bn_mode, **kwargs)
         if distance not in DISTANCES:
             raise ValueError(
-                f"Expected `distance` to be one of {DISTANCES}; received "
-                f"{distance!r}."
+                f"Expected `distance` to be one of {DISTANCES}; received {distance!r}."
             )
         self.distance = distance
         self._scale_given = scale
@@ -257,9 +251,7 @@ class ProtoNet(EmbeddingLearner):
         return prototypes(support_embeddings, support_y, ways)
 
     def head_logits(self, query_embeddings, head):
-        return prototype_logits(
-            query_embeddings, head, self.distance, self._scale_tensor()
-        )
+        return prototype_logits(query_embeddings, head, self.distance, self._scale_tensor())
 
     def head_layer(self, head):
         layer = PrototypeClassifier(

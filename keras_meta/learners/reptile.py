@@ -134,9 +134,11 @@ class Reptile(GradientLearner):
             )
         _check_unit_interval("adam_beta_1", adam_beta_1)
         _check_unit_interval("adam_beta_2", adam_beta_2)
-        if isinstance(adam_epsilon, bool) or not isinstance(
-            adam_epsilon, (int, float)
-        ) or not adam_epsilon > 0:
+        if (
+            isinstance(adam_epsilon, bool)
+            or not isinstance(adam_epsilon, (int, float))
+            or not adam_epsilon > 0
+        ):
             raise ValueError(
                 f"Expected `adam_epsilon` to be a number > 0; received {adam_epsilon!r}."
             )
@@ -192,11 +194,7 @@ class Reptile(GradientLearner):
             v = v + (tf.square(grad) - v) * (1.0 - beta_2)
             moments[index] = (m, v)
             t = step + 1
-            alpha = (
-                self.inner_learning_rate
-                * math.sqrt(1.0 - beta_2**t)
-                / (1.0 - beta_1**t)
-            )
+            alpha = self.inner_learning_rate * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
             return param - tf.constant(alpha, param.dtype) * m / (
                 tf.sqrt(v) + tf.constant(self.adam_epsilon, param.dtype)
             )
@@ -226,16 +224,12 @@ class Reptile(GradientLearner):
         order = tf.reshape(tf.argsort(tf.cast(keys, "float64"), axis=-1), [-1])[:total]
         return tf.reshape(order, [steps, size])
 
-    def adapt_params(
-        self, episode, state, training, steps=None, first_order=None, on_step=None
-    ):
+    def adapt_params(self, episode, state, training, steps=None, first_order=None, on_step=None):
         steps = self.inner_steps_for(training, steps)
         layer_training = self._layer_training(training)
         batches = None
         if self.inner_batch_size is not None:
-            batches = self._mini_batches(
-                tf.shape(episode.support_x)[0], steps, training
-            )
+            batches = self._mini_batches(tf.shape(episode.support_x)[0], steps, training)
 
         def loss_fn(params, state, step):
             x, y = episode.support_x, episode.support_y
@@ -244,9 +238,7 @@ class Reptile(GradientLearner):
             pred, state, reg = self.step_forward(params, state, x, layer_training, step)
             return self.inner_loss(y, pred) + reg, state
 
-        update = self._adam_update() if self.inner_optimizer == "adam" else (
-            self.inner_update
-        )
+        update = self._adam_update() if self.inner_optimizer == "adam" else (self.inner_update)
         # Reptile never differentiates through the inner loop.
         return inner_loop(
             loss_fn,
@@ -279,8 +271,5 @@ class Reptile(GradientLearner):
             id(v): (t - p) * tf.cast(scale, t.dtype)
             for v, t, p in zip(self.model.trainable_variables, theta, phi)
         }
-        grads = [
-            direction.get(id(v), tf.zeros(v.shape, v.dtype))
-            for v in self.trainable_variables
-        ]
+        grads = [direction.get(id(v), tf.zeros(v.shape, v.dtype)) for v in self.trainable_variables]
         return grads, loss, pred, state

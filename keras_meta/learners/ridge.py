@@ -146,9 +146,7 @@ class R2D2(EmbeddingLearner):
     ):
         super().__init__(embedding_model, ways=ways, bn_mode=bn_mode, **kwargs)
         self.initial_l2_regularizer = check_positive("l2_regularizer", l2_regularizer)
-        self.learn_l2_regularizer = check_bool(
-            "learn_l2_regularizer", learn_l2_regularizer
-        )
+        self.learn_l2_regularizer = check_bool("learn_l2_regularizer", learn_l2_regularizer)
         self.initial_scale = check_positive("scale", scale)
         if isinstance(bias, bool) or not isinstance(bias, (int, float)):
             raise TypeError(f"Expected `bias` to be a number; received {bias!r}.")
@@ -156,17 +154,13 @@ class R2D2(EmbeddingLearner):
         self.learn_scale = check_bool("learn_scale", learn_scale)
         self.fit_intercept = check_bool("fit_intercept", fit_intercept)
         if solver not in SOLVERS:
-            raise ValueError(
-                f"Expected `solver` to be one of {SOLVERS}; received {solver!r}."
-            )
+            raise ValueError(f"Expected `solver` to be one of {SOLVERS}; received {solver!r}.")
         self.solver = solver
         self._log_l2 = self._scale = self._bias = None
         if learn_l2_regularizer:
             self._log_l2 = self.add_weight(
                 shape=(),
-                initializer=keras.initializers.Constant(
-                    math.log(self.initial_l2_regularizer)
-                ),
+                initializer=keras.initializers.Constant(math.log(self.initial_l2_regularizer)),
                 name="log_l2_regularizer",
             )
         if learn_scale:

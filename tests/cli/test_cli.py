@@ -28,9 +28,7 @@ def _make_image_folder(root, num_classes, per_class, seed):
         pattern = np.kron(rng.random((7, 7)) > 0.5, np.ones((4, 4)))
         for i in range(per_class):
             image = np.clip(pattern + 0.3 * rng.standard_normal((28, 28)), 0, 1)
-            Image.fromarray((255 * image).astype(np.uint8), "L").save(
-                folder / f"{i}.png"
-            )
+            Image.fromarray((255 * image).astype(np.uint8), "L").save(folder / f"{i}.png")
     return root
 
 
@@ -45,12 +43,40 @@ def folders(tmp_path_factory):
 
 def _train_args(data, out, *extra):
     return [
-        "train", "--algorithm", "maml", "--dataset", "folder",
-        "--data-dir", str(data), "--split", "random",
-        "--ways", "3", "--shots", "1", "--queries", "2",
-        "--meta-batch-size", "2", "--iterations", "6", "--steps-per-epoch", "2",
-        "--val-episodes", "4", "--eval-episodes", "10", "--filters", "8",
-        "--inner-lr", "0.4", "--out", str(out), "--verbose", "0", *extra,
+        "train",
+        "--algorithm",
+        "maml",
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(data),
+        "--split",
+        "random",
+        "--ways",
+        "3",
+        "--shots",
+        "1",
+        "--queries",
+        "2",
+        "--meta-batch-size",
+        "2",
+        "--iterations",
+        "6",
+        "--steps-per-epoch",
+        "2",
+        "--val-episodes",
+        "4",
+        "--eval-episodes",
+        "10",
+        "--filters",
+        "8",
+        "--inner-lr",
+        "0.4",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+        *extra,
     ]
 
 
@@ -65,8 +91,14 @@ def trained_run(folders):
 def test_train_evaluate_adapt_end_to_end(folders, trained_run, capsys):
     root, _, support = folders
     run = trained_run
-    for name in ("config.json", "run.json", "learner.keras", "best.keras",
-                 "history.csv", "curves.png"):
+    for name in (
+        "config.json",
+        "run.json",
+        "learner.keras",
+        "best.keras",
+        "history.csv",
+        "curves.png",
+    ):
         assert (run / name).exists(), name
     assert not (run / "backup").exists()  # removed once training finished
     assert os.listdir(run / "logs" / "validation")
@@ -89,8 +121,7 @@ def test_train_evaluate_adapt_end_to_end(folders, trained_run, capsys):
     assert record["split"] == "test" and (record["ways"], record["shots"]) == (3, 1)
 
     adapted_dir = root / "adapted"
-    assert main(["adapt", str(run), "--support", str(support),
-                 "--out", str(adapted_dir)]) == 0
+    assert main(["adapt", str(run), "--support", str(support), "--out", str(adapted_dir)]) == 0
     labels = json.loads((adapted_dir / "labels.json").read_text())
     assert labels == {"0": "class_00", "1": "class_01", "2": "class_02"}
     served = tf.saved_model.load(str(adapted_dir))
@@ -124,8 +155,7 @@ def test_interrupted_training_resumes_at_the_right_epoch(folders, trained_run):
     for a, b in zip(resumed.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     reference_history = read_history(trained_run / "history.csv")
-    np.testing.assert_allclose(history["val_loss"], reference_history["val_loss"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(history["val_loss"], reference_history["val_loss"], rtol=1e-5)
 
     # A finished run is not trained again.
     assert main(_train_args(data, out)) == 2
@@ -133,9 +163,26 @@ def test_interrupted_training_resumes_at_the_right_epoch(folders, trained_run):
 
 def test_sinusoid_preset_and_regression_plot(tmp_path, capsys):
     out = tmp_path / "sine"
-    assert main(["train", "--preset", "maml-sinusoid", "--iterations", "20",
-                 "--steps-per-epoch", "10", "--val-episodes", "10",
-                 "--out", str(out), "--verbose", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "maml-sinusoid",
+                "--iterations",
+                "20",
+                "--steps-per-epoch",
+                "10",
+                "--val-episodes",
+                "10",
+                "--out",
+                str(out),
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert (out / "adaptation.png").stat().st_size > 1000
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["name"] == "maml-sinusoid" and config["iterations"] == 20
@@ -164,8 +211,18 @@ def test_bad_arguments_give_one_line_errors(folders, trained_run, tmp_path, caps
     assert "unknown preset 'nope'" in line and "maml-omniglot-5w1s" in line
     line = _error(capsys, ["train", "--preset", "maml-omniglot-5w1s", "--out", out])
     assert "needs --data-dir" in line
-    line = _error(capsys, ["train", "--preset", "maml-omniglot-5w1s", "--out", out,
-                           "--data-dir", str(tmp_path / "missing")])
+    line = _error(
+        capsys,
+        [
+            "train",
+            "--preset",
+            "maml-omniglot-5w1s",
+            "--out",
+            out,
+            "--data-dir",
+            str(tmp_path / "missing"),
+        ],
+    )
     assert "does not exist" in line
     line = _error(capsys, _train_args(data, out, "--ways", "10"))
     assert "train split" in line and "ways=10" in line
@@ -179,8 +236,9 @@ def test_bad_arguments_give_one_line_errors(folders, trained_run, tmp_path, caps
     assert "Unknown configuration fields ['wayz']" in line
     line = _error(capsys, ["evaluate", str(tmp_path)])
     assert "not a run directory" in line
-    line = _error(capsys, ["adapt", str(trained_run), "--support",
-                           str(tmp_path / "missing"), "--out", out])
+    line = _error(
+        capsys, ["adapt", str(trained_run), "--support", str(tmp_path / "missing"), "--out", out]
+    )
     assert "support images" in line
     assert not os.path.exists(out)
 
@@ -189,9 +247,7 @@ def test_resuming_with_another_configuration_is_an_error(folders, tmp_path, caps
     _, data, _ = folders
     out = tmp_path / "run"
     out.mkdir()
-    config = presets.resolve_config(
-        dataset="folder", data_dir=str(data), split="random", ways=3
-    )
+    config = presets.resolve_config(dataset="folder", data_dir=str(data), split="random", ways=3)
     (out / "config.json").write_text(json.dumps({"config": config}))
     line = _error(capsys, _train_args(data, out, "--ways", "4"))
     assert "another configuration" in line and "ways: 3 -> 4" in line
@@ -242,8 +298,11 @@ def test_sub_command_help(command, capsys):
 def test_console_entry_help():
     result = subprocess.run(
         [sys.executable, "-m", "keras_meta.cli", "--help"],
-        capture_output=True, text=True, cwd=REPO_ROOT,
-        env=dict(os.environ, PYTHONPATH=REPO_ROOT), timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     for command in ("train", "evaluate", "adapt", "presets", "demo"):
@@ -254,19 +313,30 @@ def test_console_entry_help():
     "algorithm, extra",
     [
         ("protonet", []),
-        ("reptile", ["--inner-optimizer", "adam", "--inner-batch-size", "2",
-                     "--optimizer", "sgd", "--meta-lr", "0.5"]),
+        (
+            "reptile",
+            [
+                "--inner-optimizer",
+                "adam",
+                "--inner-batch-size",
+                "2",
+                "--optimizer",
+                "sgd",
+                "--meta-lr",
+                "0.5",
+            ],
+        ),
     ],
 )
 def test_other_algorithms_train_evaluate_adapt(folders, algorithm, extra):
     root, data, support = folders
     out = root / algorithm
-    args = _train_args(data, out, "--algorithm", algorithm, "--iterations", "2",
-                       "--val-episodes", "2", *extra)
+    args = _train_args(
+        data, out, "--algorithm", algorithm, "--iterations", "2", "--val-episodes", "2", *extra
+    )
     assert main(args) == 0
     assert main(["evaluate", str(out), "--episodes", "4", "--verbose", "0"]) == 0
-    assert main(["adapt", str(out), "--support", str(support),
-                 "--out", str(out / "adapted")]) == 0
+    assert main(["adapt", str(out), "--support", str(support), "--out", str(out / "adapted")]) == 0
     served = tf.saved_model.load(str(out / "adapted"))
     x, _, _ = km.data.image_folder(support, image_size=28, color_mode="grayscale")
     assert served.serve(tf.constant(x)).shape == (6, 3)

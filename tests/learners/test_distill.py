@@ -49,8 +49,11 @@ def test_loss_matches_hand_formula(temperature, alpha):
     s_logits = student(x)
     loss = distiller.compute_loss(x, y, s_logits)
     ref = np_distillation_loss(
-        teacher(x).numpy().astype("float64"), s_logits.numpy().astype("float64"),
-        y, temperature, alpha,
+        teacher(x).numpy().astype("float64"),
+        s_logits.numpy().astype("float64"),
+        y,
+        temperature,
+        alpha,
     )
     np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
 
@@ -66,8 +69,11 @@ def test_probability_outputs():
     distiller.compile(optimizer="sgd")
     loss = distiller.compute_loss(x, y, s_prob(x))
     ref = np_distillation_loss(
-        teacher(x).numpy().astype("float64"), student(x).numpy().astype("float64"),
-        y, 3.0, 0.3,
+        teacher(x).numpy().astype("float64"),
+        student(x).numpy().astype("float64"),
+        y,
+        3.0,
+        0.3,
     )
     np.testing.assert_allclose(float(loss), ref, rtol=1e-4)
 
@@ -106,8 +112,15 @@ def test_student_catches_up_with_teacher():
     teacher.fit(x, y, batch_size=64, epochs=8, verbose=0)
     student = dense(4, 4)
     result = km.distill(
-        teacher, student, (x, y), temperature=4.0, alpha=0.5, epochs=8,
-        batch_size=64, optimizer=keras.optimizers.Adam(1e-2), eval_data=(x_test, y_test),
+        teacher,
+        student,
+        (x, y),
+        temperature=4.0,
+        alpha=0.5,
+        epochs=8,
+        batch_size=64,
+        optimizer=keras.optimizers.Adam(1e-2),
+        eval_data=(x_test, y_test),
     )
     assert result["student"] is student
     assert len(result["history"]["loss"]) == 8
@@ -120,9 +133,11 @@ def test_distils_an_adapted_learner_on_unlabelled_data():
     # adapted model using unlabelled inputs of the task (alpha=0).
     rng = np.random.default_rng(3)
     means = rng.normal(0, 3.0, (4, 2))
+
     def sample(k):
         y = np.arange(4).repeat(k)
         return (means[y] + rng.normal(0, 0.6, (len(y), 2))).astype("float32"), y
+
     support_x, support_y = sample(5)
     pool, _ = sample(200)
     test_x, test_y = sample(100)
@@ -130,7 +145,11 @@ def test_distils_an_adapted_learner_on_unlabelled_data():
     student = dense(2, 4)
     dataset = tf.data.Dataset.from_tensor_slices(pool).batch(32)
     result = km.distill(
-        teacher, student, dataset, alpha=0.0, epochs=30,
+        teacher,
+        student,
+        dataset,
+        alpha=0.0,
+        epochs=30,
         optimizer=keras.optimizers.Adam(3e-2),
         eval_data=tf.data.Dataset.from_tensor_slices((test_x, test_y)).batch(64),
     )

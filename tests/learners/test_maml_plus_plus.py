@@ -59,7 +59,13 @@ def mse(y, p):
 
 
 def reference_meta_loss(
-    fast0, episodes, steps, rates, bn=None, step_weights=None, first_order=False,
+    fast0,
+    episodes,
+    steps,
+    rates,
+    bn=None,
+    step_weights=None,
+    first_order=False,
     exact=True,
 ):
     """Mean over episodes of `Σ_k step_weights[k] · L_query(φ_k)`.
@@ -94,9 +100,7 @@ def paper_step_weights(steps, epoch, annealing_epochs):
     floor = 0.03 / steps
     for i in range(steps - 1):
         weights[i] = np.maximum(weights[i] - epoch * decay, floor)
-    weights[-1] = np.minimum(
-        weights[-1] + epoch * (steps - 1) * decay, 1.0 - (steps - 1) * floor
-    )
+    weights[-1] = np.minimum(weights[-1] + epoch * (steps - 1) * decay, 1.0 - (steps - 1) * floor)
     return weights
 
 
@@ -185,9 +189,7 @@ def test_first_order_epochs_switch_from_fomaml_to_maml_gradients(float64):
         fast = [tf.constant(v.numpy()) for v in model.trainable_variables]
         with tf.GradientTape() as tape:
             tape.watch(fast)
-            loss = reference_meta_loss(
-                fast, episodes, 2, [[0.2] * 2] * 4, first_order=first_order
-            )
+            loss = reference_meta_loss(fast, episodes, 2, [[0.2] * 2] * 4, first_order=first_order)
         return tape.gradient(loss, fast)
 
     first_order, second_order = reference(True), reference(False)
@@ -249,8 +251,13 @@ def test_per_step_batch_norm_gradients_and_statistics(float64):
     model = mlp(bn=True)
     bn = model.layers[1]
     learner = km.MAML(
-        model, 0.1, steps, per_step_bn=True, learn_inner_rates=True,
-        multi_step_loss=True, multi_step_loss_epochs=3,
+        model,
+        0.1,
+        steps,
+        per_step_bn=True,
+        learn_inner_rates=True,
+        multi_step_loss=True,
+        multi_step_loss_epochs=3,
     )
     learner.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="mse")
     learner.meta_epoch.assign(1)
@@ -271,7 +278,10 @@ def test_per_step_batch_norm_gradients_and_statistics(float64):
 
     x, y, episodes = regression_batch(rng)
     dense = [
-        model.layers[0].kernel, model.layers[0].bias, model.layers[3].kernel, model.layers[3].bias
+        model.layers[0].kernel,
+        model.layers[0].bias,
+        model.layers[3].kernel,
+        model.layers[3].bias,
     ]
     fast = [tf.constant(v.numpy()) for v in dense]
     rates = [tf.constant(r.numpy()) for r in learner.inner_rates]
@@ -295,9 +305,13 @@ def test_per_step_batch_norm_gradients_and_statistics(float64):
             for sign in (1, -1):
                 gk, bk = g.numpy().copy(), b.numpy().copy()
                 (gk if grad is exact_grads[0] else bk)[index] += sign * eps
-                shifted.append(float(reference_meta_loss(
-                    fast, episodes, steps, rates, (gk, bk), weights, exact=True
-                )))
+                shifted.append(
+                    float(
+                        reference_meta_loss(
+                            fast, episodes, steps, rates, (gk, bk), weights, exact=True
+                        )
+                    )
+                )
             fd = (shifted[0] - shifted[1]) / (2 * eps)
             np.testing.assert_allclose(grad.numpy()[index], fd, rtol=1e-6, atol=1e-10)
 
@@ -426,9 +440,14 @@ def test_maml_plus_plus_learns_round_trips_and_exports(tmp_path):
         ]
     )
     learner = km.MAML(
-        model, inner_learning_rate=0.3, inner_steps=2,
-        multi_step_loss=True, multi_step_loss_epochs=2, learn_inner_rates=True,
-        per_step_bn=True, first_order_epochs=1,
+        model,
+        inner_learning_rate=0.3,
+        inner_steps=2,
+        multi_step_loss=True,
+        multi_step_loss_epochs=2,
+        learn_inner_rates=True,
+        per_step_bn=True,
+        first_order_epochs=1,
     )
     schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=100, alpha=0.1)
     learner.compile(optimizer=keras.optimizers.Adam(schedule), loss=ce(), metrics=["accuracy"])
@@ -519,8 +538,13 @@ def test_all_options_under_jit_compile_match_the_default():
             ]
         )
         learner = km.MAML(
-            model, 0.3, 2, multi_step_loss=True, learn_inner_rates=True,
-            per_step_bn=True, first_order_epochs=1,
+            model,
+            0.3,
+            2,
+            multi_step_loss=True,
+            learn_inner_rates=True,
+            per_step_bn=True,
+            first_order_epochs=1,
         )
         learner.compile(optimizer=keras.optimizers.SGD(0.1), loss=ce(), jit_compile=jit_compile)
         learner.fit(x, y, batch_size=2, epochs=2, verbose=0)  # first, then second order

@@ -74,8 +74,9 @@ def np_meta_loss(kernel, x, y, distance, scale):
     return np.mean(
         [
             np_cross_entropy(
-                np_logits(kernel, x["support_x"][b], x["support_y"][b],
-                          x["query_x"][b], distance, scale),
+                np_logits(
+                    kernel, x["support_x"][b], x["support_y"][b], x["query_x"][b], distance, scale
+                ),
                 y[b],
             )
             for b in range(len(y))
@@ -108,8 +109,9 @@ def test_logits_match_numpy(distance, scale):
     preds = learner.predict(x, verbose=0)
     assert preds.shape == (2, 4, 3)
     for b in range(2):
-        ref = np_logits(kernel, x["support_x"][b], x["support_y"][b],
-                        x["query_x"][b], distance, expected_scale)
+        ref = np_logits(
+            kernel, x["support_x"][b], x["support_y"][b], x["query_x"][b], distance, expected_scale
+        )
         np.testing.assert_allclose(preds[b], ref, rtol=1e-5, atol=1e-5)
     adapted = learner.adapt(x["support_x"][0], x["support_y"][0])
     np.testing.assert_allclose(
@@ -123,9 +125,7 @@ def test_prototypes_are_class_means():
     np.testing.assert_allclose(protos, [[1.0, 2.0], [5.0, 5.0], [1.0, 1.0]])
 
 
-@pytest.mark.parametrize(
-    "distance, learn_scale", [("euclidean", False), ("cosine", True)]
-)
+@pytest.mark.parametrize("distance, learn_scale", [("euclidean", False), ("cosine", True)])
 def test_meta_gradient_matches_finite_differences(distance, learn_scale):
     # With SGD(1.0), one train_on_batch moves each weight by minus the
     # gradient of the mean query loss over the B episodes.
@@ -144,12 +144,15 @@ def test_meta_gradient_matches_finite_differences(distance, learn_scale):
         up, down = k64.copy(), k64.copy()
         up[idx] += eps
         down[idx] -= eps
-        ref[idx] = (np_meta_loss(up, x, y, distance, 2.0)
-                    - np_meta_loss(down, x, y, distance, 2.0)) / (2 * eps)
+        ref[idx] = (
+            np_meta_loss(up, x, y, distance, 2.0) - np_meta_loss(down, x, y, distance, 2.0)
+        ) / (2 * eps)
     np.testing.assert_allclose(grad_kernel, ref, rtol=1e-3, atol=1e-4)
     if learn_scale:
-        ref_scale = (np_meta_loss(k64, x, y, distance, 2.0 + eps)
-                     - np_meta_loss(k64, x, y, distance, 2.0 - eps)) / (2 * eps)
+        ref_scale = (
+            np_meta_loss(k64, x, y, distance, 2.0 + eps)
+            - np_meta_loss(k64, x, y, distance, 2.0 - eps)
+        ) / (2 * eps)
         np.testing.assert_allclose(2.0 - learner.scale, ref_scale, rtol=1e-3, atol=1e-5)
 
 
@@ -211,9 +214,7 @@ def test_infers_ways_per_batch_in_graph_mode():
 
 def test_conv_embedding_is_flattened():
     rng = np.random.default_rng(6)
-    net = keras.Sequential(
-        [keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu")]
-    )
+    net = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu")])
     learner = km.ProtoNet(net)
     learner.compile(optimizer="adam")
     x = {
@@ -271,7 +272,8 @@ def test_saved_model_exports(tmp_path):
     np.testing.assert_allclose(
         served.serve(x["query_x"][0]).numpy(),
         adapted.predict(x["query_x"][0], verbose=0),
-        rtol=1e-6, atol=1e-6,
+        rtol=1e-6,
+        atol=1e-6,
     )
 
     learner.export(str(tmp_path / "meta"), verbose=False)

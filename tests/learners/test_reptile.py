@@ -74,8 +74,7 @@ def test_meta_update_is_theta_plus_epsilon_times_mean_direction(float64):
     w, b = (v.numpy().copy() for v in model.trainable_variables)
 
     adapted = [
-        numpy_inner_sgd(w, b, x["support_x"][i], x["support_y"][i], 0.05, 3)
-        for i in range(3)
+        numpy_inner_sgd(w, b, x["support_x"][i], x["support_y"][i], 0.05, 3) for i in range(3)
     ]
     mean_w = np.mean([a[0] for a in adapted], axis=0)
     mean_b = np.mean([a[1] for a in adapted], axis=0)
@@ -106,8 +105,7 @@ def test_other_optimizers_receive_the_mean_direction(float64):
     x, y = linear_regression_batch(rng)
     w, b = (v.numpy().copy() for v in model.trainable_variables)
     adapted = [
-        numpy_inner_sgd(w, b, x["support_x"][i], x["support_y"][i], 0.05, 2)
-        for i in range(3)
+        numpy_inner_sgd(w, b, x["support_x"][i], x["support_y"][i], 0.05, 2) for i in range(3)
     ]
     direction = [w - np.mean([a[0] for a in adapted], 0), b - np.mean([a[1] for a in adapted], 0)]
     reference = [keras.Variable(v) for v in (w, b)]
@@ -148,8 +146,13 @@ def test_inner_adam_matches_keras_adam(float64):
         [keras.Input((3,)), keras.layers.Dense(8, "tanh"), keras.layers.Dense(2)]
     )
     learner = km.Reptile(
-        model, inner_learning_rate=0.125, inner_steps=3, inner_optimizer="adam",
-        adam_beta_1=0.5, adam_beta_2=0.75, adam_epsilon=2.0**-20,
+        model,
+        inner_learning_rate=0.125,
+        inner_steps=3,
+        inner_optimizer="adam",
+        adam_beta_1=0.5,
+        adam_beta_2=0.75,
+        adam_epsilon=2.0**-20,
     )
     learner.compile(optimizer="sgd", loss="mse")
     sx, sy = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
@@ -285,9 +288,7 @@ def test_jit_compile_and_mirrored_strategy_match_the_default():
     def run(strategy=None, jit_compile=False, inner_batch_size=None):
         keras.utils.set_random_seed(3)
         with (strategy or tf.distribute.get_strategy()).scope():
-            learner = km.Reptile(
-                classifier(), 0.1, 3, inner_batch_size=inner_batch_size, seed=11
-            )
+            learner = km.Reptile(classifier(), 0.1, 3, inner_batch_size=inner_batch_size, seed=11)
             learner.compile(optimizer=keras.optimizers.SGD(0.5), loss=ce(), jit_compile=jit_compile)
         dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
         learner.fit(dataset, epochs=2, verbose=0)

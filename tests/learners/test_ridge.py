@@ -67,8 +67,9 @@ def np_logits(kernel, sx, sy, qx, lam, scale, bias, intercept=True):
 def np_meta_loss(kernel, x, y, lam, scale, bias):
     total = 0.0
     for b in range(len(y)):
-        logits = np_logits(kernel, x["support_x"][b], x["support_y"][b],
-                           x["query_x"][b], lam, scale, bias)
+        logits = np_logits(
+            kernel, x["support_x"][b], x["support_y"][b], x["query_x"][b], lam, scale, bias
+        )
         logits = logits - logits.max(-1, keepdims=True)
         logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
         total += -logp[np.arange(len(y[b])), y[b]].mean()
@@ -122,14 +123,19 @@ def test_logits_match_numpy(solver, support, intercept):
     kernel = np.random.default_rng(1).normal(size=(3, 6)).astype("float32")
     x, _ = small_episodes(support=support)
     learner = km.R2D2(
-        linear_embedding(kernel), l2_regularizer=0.5, scale=3.0, bias=0.25,
-        fit_intercept=intercept, solver=solver,
+        linear_embedding(kernel),
+        l2_regularizer=0.5,
+        scale=3.0,
+        bias=0.25,
+        fit_intercept=intercept,
+        solver=solver,
     )
     learner.compile(optimizer="sgd")
     preds = learner.predict(x, verbose=0)
     for b in range(2):
-        ref = np_logits(kernel, x["support_x"][b], x["support_y"][b],
-                        x["query_x"][b], 0.5, 3.0, 0.25, intercept)
+        ref = np_logits(
+            kernel, x["support_x"][b], x["support_y"][b], x["query_x"][b], 0.5, 3.0, 0.25, intercept
+        )
         np.testing.assert_allclose(preds[b], ref, rtol=1e-4, atol=1e-4)
     adapted = learner.adapt(x["support_x"][0], x["support_y"][0])
     np.testing.assert_allclose(
@@ -160,8 +166,9 @@ def test_meta_gradient_matches_finite_differences():
     grad_kernel = kernel - learner.model.layers[0].kernel.numpy()
     np.testing.assert_allclose(grad_kernel, ref_kernel, rtol=1e-3, atol=1e-4)
 
-    ref_log_lam = (loss(log_lam=math.log(lam) + eps)
-                   - loss(log_lam=math.log(lam) - eps)) / (2 * eps)
+    ref_log_lam = (loss(log_lam=math.log(lam) + eps) - loss(log_lam=math.log(lam) - eps)) / (
+        2 * eps
+    )
     grad_log_lam = math.log(lam) - math.log(learner.l2_regularizer)
     np.testing.assert_allclose(grad_log_lam, ref_log_lam, rtol=1e-3, atol=1e-5)
     ref_scale = (loss(scale=2.0 + eps) - loss(scale=2.0 - eps)) / (2 * eps)
@@ -235,7 +242,8 @@ def test_saved_model_exports(tmp_path):
     np.testing.assert_allclose(
         served.serve(x["query_x"][0]).numpy(),
         adapted.predict(x["query_x"][0], verbose=0),
-        rtol=1e-6, atol=1e-6,
+        rtol=1e-6,
+        atol=1e-6,
     )
 
     learner.export(str(tmp_path / "meta"), verbose=False)
@@ -245,8 +253,7 @@ def test_saved_model_exports(tmp_path):
     # The export's support size is dynamic: 25 examples, more than the 16
     # embedding features, go through the primal form.
     more = cluster_tasks(1, shots=5, seed=6)[0]
-    out = meta.adapt_and_predict(more["support_x"][0], more["support_y"][0],
-                                 more["query_x"][0])
+    out = meta.adapt_and_predict(more["support_x"][0], more["support_y"][0], more["query_x"][0])
     np.testing.assert_allclose(
         out.numpy(), learner.predict(more, verbose=0)[0], rtol=1e-4, atol=1e-4
     )
