@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,6 +22,10 @@ try:
 except RuntimeError:  # Devices already initialised by another import.
     pass
 
+# Test files import shared helpers with `from helpers import ...` (pytest runs
+# with --import-mode=importlib, which does not put tests/ on sys.path).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 OMNIGLOT_DIR = REPO_ROOT.parent / "shared" / "data" / "omniglot"
 
@@ -38,3 +43,26 @@ def omniglot_dir():
     if not (OMNIGLOT_DIR / "images_background.zip").exists():
         pytest.skip("real Omniglot archives not found at ../shared/data/omniglot")
     return OMNIGLOT_DIR
+
+
+@pytest.fixture
+def float64():
+    """Keras floatx float64 for the test, restored afterwards."""
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx(previous)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_collective_keys():
+    """Gives each test's MirroredStrategy its own collective group keys.
+
+    Every MirroredStrategy numbers its collective groups and instances from
+    `MirroredStrategy._collective_key_base` (TensorFlow: "only set this in
+    tests"), so a second strategy in the same process would reuse the group
+    keys of the first, and its all-reduce would meet the first one's cached
+    shapes ("Shape mismatch in the collective instance ...").
+    """
+    tf.distribute.MirroredStrategy._collective_key_base += 1000
+    yield

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import ce, np_cross_entropy, np_softmax
 
 import keras_meta as km
 from keras_meta.callbacks import MetaEvaluation, ScalarLogger, tensorboard_installed
@@ -39,36 +40,35 @@ def _linear_maml(num_outputs, loss, metrics, eval_inner_steps=1):
     return learner
 
 
-def _softmax(z):
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _numpy_classification_episode(w, b, x, y):
     """One inner SGD step of a linear softmax classifier, then query metrics."""
     sx, sy, qx = (x[k].astype(np.float64) for k in ("support_x", "support_y", "query_x"))
     sy = x["support_y"]
     onehot = np.eye(WAYS)[sy]
-    residual = _softmax(sx @ w + b) - onehot
+    residual = np_softmax(sx @ w + b) - onehot
     w = w - ALPHA * sx.T @ residual / len(sx)
     b = b - ALPHA * residual.mean(axis=0)
     logits = qx @ w + b
-    log_p = logits - logits.max(-1, keepdims=True)
-    log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
-    loss = -log_p[np.arange(len(y)), y].mean()
+    loss = np_cross_entropy(logits, y)
     accuracy = (logits.argmax(-1) == y).mean()
     return loss, accuracy
 
 
-def test_classification_matches_hand_computation():
+def _linear_classifier(eval_inner_steps=1):
+    return _linear_maml(WAYS, ce(), ["accuracy"], eval_inner_steps=eval_inner_steps)
+
+
+def _classifier_and_episodes(seed, num_episodes):
+    """A linear MAML classifier and `num_episodes` test episodes."""
     x, y = _classification_data()
     episodes = km.data.episodes(
-        x, y, ways=WAYS, shots=SHOTS, queries=QUERIES, seed=3, num_episodes=40
+        x, y, ways=WAYS, shots=SHOTS, queries=QUERIES, seed=seed, num_episodes=num_episodes
     )
-    learner = _linear_maml(
-        WAYS, keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]
-    )
+    return _linear_classifier(), episodes
+
+
+def test_classification_matches_hand_computation():
+    learner, episodes = _classifier_and_episodes(seed=3, num_episodes=40)
     w, b = (v.numpy().astype(np.float64) for v in learner.model.weights)
 
     results = km.evaluate(learner, episodes, num_episodes=40, return_per_episode=True)
@@ -118,14 +118,7 @@ def test_regression_matches_hand_computation():
 
 @pytest.fixture
 def classifier_and_episodes():
-    x, y = _classification_data()
-    episodes = km.data.episodes(
-        x, y, ways=WAYS, shots=SHOTS, queries=QUERIES, seed=5, num_episodes=24
-    )
-    learner = _linear_maml(
-        WAYS, keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]
-    )
-    return learner, episodes
+    return _classifier_and_episodes(seed=5, num_episodes=24)
 
 
 def test_batched_input_and_batch_size_give_the_same_results(classifier_and_episodes):
@@ -166,12 +159,7 @@ def test_overrides_timing_and_uncompiled_learner(classifier_and_episodes):
     assert three["adaptation_seconds"] > 0
     # The overrides are temporary.
     assert learner.eval_inner_steps == 1 and learner.bn_mode == "transductive"
-    reference = _linear_maml(
-        WAYS,
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        ["accuracy"],
-        eval_inner_steps=3,
-    )
+    reference = _linear_classifier(eval_inner_steps=3)
     reference.set_weights(learner.get_weights())
     expected = km.evaluate(reference, episodes, num_episodes=24)
     assert three["loss"] == pytest.approx(expected["loss"], rel=1e-6)

@@ -5,49 +5,25 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import (
+    assert_exports_serve,
+    assert_learns_cluster_tasks,
+    assert_resumes_identically,
+    ce,
+    cluster_tasks,
+    dense_net,
+    episode_list,
+    mlp_forward,
+    reference_meta_loss,
+    save_and_load,
+    sparse_ce,
+)
 
 import keras_meta as km
 
 
-def ce():
-    # Built per test: a Loss takes the float dtype current at construction.
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-def cluster_tasks(n, seed, ways=5, shots=1, queries=5, dim=8, informative=4):
-    """N-way K-shot tasks with per-episode class means in `informative` dims."""
-    rng = np.random.default_rng(seed)
-    sy = np.tile(np.repeat(np.arange(ways), shots), (n, 1))
-    qy = np.tile(np.repeat(np.arange(ways), queries), (n, 1))
-    means = np.zeros((n, ways, dim))
-    means[..., :informative] = rng.normal(size=(n, ways, informative)) * 2.0
-
-    def draw(y):
-        x = np.take_along_axis(means, y[..., None].repeat(dim, -1), 1)
-        noise = rng.normal(size=x.shape)
-        noise[..., :informative] *= 0.3
-        noise[..., informative:] *= 1.5
-        return (x + noise).astype("float32")
-
-    x = {"support_x": draw(sy), "support_y": sy.astype("int32"), "query_x": draw(qy)}
-    return x, qy.astype("int32")
-
-
 def classifier():
-    return keras.Sequential(
-        [
-            keras.Input((8,)),
-            keras.layers.Dense(32, "relu", name="body"),
-            keras.layers.Dense(5, name="head"),
-        ]
-    )
+    return dense_net(8, 5, (32,), names=["body", "head"])
 
 
 # ---------------------------------------------------------------------------
@@ -65,44 +41,10 @@ def test_adapt_changes_only_the_head():
         assert np.abs(original.numpy() - new.numpy()).max() > 1e-3
 
 
-def mlp(w, x):
-    h = tf.nn.tanh(x @ w[0] + w[1])
-    h = tf.nn.relu(h @ w[2] + w[3])
-    return h @ w[4] + w[5]
-
-
-def sparse_ce(y, logits):
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-
-
-def reference_meta_loss(w, episodes, lr, steps, first_order):
-    """Mean query loss after `steps` SGD steps on the head (w[4], w[5])."""
-    total = 0.0
-    for sx, sy, qx, qy in episodes:
-        head = [w[4], w[5]]
-        for _ in range(steps):
-            with tf.GradientTape() as tape:
-                tape.watch(head)
-                inner = sparse_ce(sy, mlp(w[:4] + head, sx))
-            grads = tape.gradient(inner, head)
-            if first_order:
-                grads = [tf.stop_gradient(g) for g in grads]
-            head = [p - lr * g for p, g in zip(head, grads)]
-        total += sparse_ce(qy, mlp(w[:4] + head, qx))
-    return total / len(episodes)
-
-
 @pytest.mark.parametrize("first_order", [False, True])
 def test_meta_gradient_matches_reference(float64, first_order):
     rng = np.random.default_rng(1)
-    model = keras.Sequential(
-        [
-            keras.Input((4,)),
-            keras.layers.Dense(6, "tanh"),
-            keras.layers.Dense(6, "relu"),
-            keras.layers.Dense(3, name="classifier"),
-        ]
-    )
+    model = dense_net(4, 3, (6, 6), ("tanh", "relu"), names=[None, None, "classifier"])
     learner = km.ANIL(model, "classifier", 0.3, 2, first_order=first_order)
     learner.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss=ce())
     b, ways, shots = 2, 3, 2
@@ -112,11 +54,14 @@ def test_meta_gradient_matches_reference(float64, first_order):
         "support_y": labels,
         "query_x": rng.normal(size=(b, ways * shots, 4)),
     }
-    episodes = [(x["support_x"][i], labels[i], x["query_x"][i], labels[i]) for i in range(b)]
+    episodes = episode_list(x, labels)
     w = [tf.constant(v.numpy()) for v in model.trainable_variables]
     with tf.GradientTape() as tape:
         tape.watch(w)
-        loss = reference_meta_loss(w, episodes, 0.3, 2, first_order)
+        # The reference adapts only the head, w[4] and w[5].
+        loss = reference_meta_loss(
+            mlp_forward, sparse_ce, w, episodes, 0.3, 2, first_order, adapted=[4, 5]
+        )
     expected = tape.gradient(loss, w)
 
     before = [v.numpy().copy() for v in model.trainable_variables]
@@ -134,43 +79,15 @@ def test_meta_gradient_matches_reference(float64, first_order):
 def test_anil_learns_round_trips_and_exports(tmp_path):
     learner = km.ANIL(classifier(), head=["head"], inner_learning_rate=0.5, inner_steps=1)
     learner.compile(optimizer=keras.optimizers.Adam(3e-3), loss=ce(), metrics=["accuracy"])
-    test = cluster_tasks(200, seed=99)
-    before = learner.evaluate(*test, batch_size=50, verbose=0, return_dict=True)
-    train = tf.data.Dataset.from_tensor_slices(cluster_tasks(8 * 100, seed=1)).batch(8)
-    learner.fit(train, epochs=1, verbose=0)
-    after = learner.evaluate(*test, batch_size=50, verbose=0, return_dict=True)
-    assert after["accuracy"] > 0.6  # chance: 0.2
-    assert after["accuracy"] > before["accuracy"] + 0.05
+    assert_learns_cluster_tasks(learner)
 
-    path = tmp_path / "anil.keras"
-    learner.save(path)
-    loaded = keras.models.load_model(path)
+    loaded = save_and_load(learner, tmp_path / "anil.keras")
     assert isinstance(loaded, km.ANIL)
     assert loaded.head == ["head"]
     assert "adapt_layers" not in loaded.get_config()
     x, y = cluster_tasks(4, seed=2)
-    learner.train_on_batch(x, y)
-    loaded.train_on_batch(x, y)
-    for a, b in zip(learner.variables, loaded.variables):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    for a, b in zip(learner.optimizer.variables, loaded.optimizer.variables):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-
-    support_x, support_y, query_x = x["support_x"][0], x["support_y"][0], x["query_x"][0]
-    adapted = learner.adapt(support_x, support_y)
-    adapted.export(str(tmp_path / "adapted"), verbose=False)
-    served = tf.saved_model.load(str(tmp_path / "adapted"))
-    np.testing.assert_allclose(
-        served.serve(query_x).numpy(), adapted.predict(query_x, verbose=0), rtol=1e-5, atol=1e-6
-    )
-    learner.export(str(tmp_path / "meta"), verbose=False)
-    meta = tf.saved_model.load(str(tmp_path / "meta"))
-    np.testing.assert_allclose(
-        meta.adapt_and_predict(support_x, support_y, query_x).numpy(),
-        learner.predict(x, verbose=0)[0],
-        rtol=1e-5,
-        atol=1e-6,
-    )
+    assert_resumes_identically(learner, loaded, x, y)
+    assert_exports_serve(learner, x, tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import ce, np_softmax
+from helpers import dense_net as dense
 
 import keras_meta as km
-
-
-def np_softmax(z):
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
 
 
 def np_distillation_loss(t_logits, s_logits, y, temperature, alpha):
@@ -23,10 +19,24 @@ def np_distillation_loss(t_logits, s_logits, y, temperature, alpha):
     return alpha * ce + (1 - alpha) * temperature**2 * kl
 
 
-def dense(inputs, outputs, hidden=()):
-    layers = [keras.Input((inputs,))]
-    layers += [keras.layers.Dense(h, activation="relu") for h in hidden]
-    return keras.Sequential(layers + [keras.layers.Dense(outputs)])
+def reference_loss(teacher, student, x, y, temperature, alpha):
+    """`np_distillation_loss` of the two logit models on `x`, in float64."""
+    return np_distillation_loss(
+        teacher(x).numpy().astype("float64"),
+        student(x).numpy().astype("float64"),
+        y,
+        temperature,
+        alpha,
+    )
+
+
+def batch(seed, n):
+    """`n` random 3-feature examples with labels of 4 classes, and two
+    models to distil: a teacher with one hidden layer, a linear student."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype("float32")
+    y = rng.integers(0, 4, n).astype("int32")
+    return x, y, dense(3, 4, (8,)), dense(3, 4)
 
 
 def rings(n, seed):
@@ -40,49 +50,27 @@ def rings(n, seed):
 
 @pytest.mark.parametrize("temperature, alpha", [(4.0, 0.5), (2.0, 0.0), (1.0, 1.0)])
 def test_loss_matches_hand_formula(temperature, alpha):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(6, 3)).astype("float32")
-    y = rng.integers(0, 4, 6).astype("int32")
-    teacher, student = dense(3, 4, (8,)), dense(3, 4)
+    x, y, teacher, student = batch(0, 6)
     distiller = km.Distiller(teacher, student, temperature=temperature, alpha=alpha)
     distiller.compile(optimizer="sgd")
-    s_logits = student(x)
-    loss = distiller.compute_loss(x, y, s_logits)
-    ref = np_distillation_loss(
-        teacher(x).numpy().astype("float64"),
-        s_logits.numpy().astype("float64"),
-        y,
-        temperature,
-        alpha,
-    )
+    loss = distiller.compute_loss(x, y, student(x))
+    ref = reference_loss(teacher, student, x, y, temperature, alpha)
     np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
 
 
 def test_probability_outputs():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(5, 3)).astype("float32")
-    y = rng.integers(0, 4, 5).astype("int32")
-    teacher, student = dense(3, 4, (8,)), dense(3, 4)
+    x, y, teacher, student = batch(1, 5)
     t_prob = keras.Sequential([teacher, keras.layers.Softmax()])
     s_prob = keras.Sequential([student, keras.layers.Softmax()])
     distiller = km.Distiller(t_prob, s_prob, temperature=3.0, alpha=0.3, from_logits=False)
     distiller.compile(optimizer="sgd")
     loss = distiller.compute_loss(x, y, s_prob(x))
-    ref = np_distillation_loss(
-        teacher(x).numpy().astype("float64"),
-        student(x).numpy().astype("float64"),
-        y,
-        3.0,
-        0.3,
-    )
+    ref = reference_loss(teacher, student, x, y, 3.0, 0.3)
     np.testing.assert_allclose(float(loss), ref, rtol=1e-4)
 
 
 def test_train_step_moves_only_the_student():
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=(8, 3)).astype("float32")
-    y = rng.integers(0, 4, 8).astype("int32")
-    teacher, student = dense(3, 4, (8,)), dense(3, 4)
+    x, y, teacher, student = batch(2, 8)
     distiller = km.Distiller(teacher, student, temperature=2.0, alpha=0.5)
     distiller.compile(optimizer=keras.optimizers.SGD(1.0))
     teacher_before = [w.copy() for w in teacher.get_weights()]
@@ -107,7 +95,7 @@ def test_student_catches_up_with_teacher():
     teacher = dense(4, 4, (64, 64))
     teacher.compile(
         optimizer=keras.optimizers.Adam(1e-2),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=ce(),
     )
     teacher.fit(x, y, batch_size=64, epochs=8, verbose=0)
     student = dense(4, 4)

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_variables_equal, ce, cluster_tasks, dense_net, relu_mlp
 
 import keras_meta as km
 
@@ -15,26 +16,13 @@ WAYS, SHOTS, QUERIES, DIM = 3, 2, 4, 5
 
 
 def gaussian_tasks(n, seed=0, ways=WAYS, shots=SHOTS, queries=QUERIES):
-    """`n` episodes of `ways` Gaussian clusters with random means."""
-    rng = np.random.default_rng(seed)
-    means = rng.normal(scale=2.0, size=(n, ways, DIM))
-    sy = np.tile(np.arange(ways).repeat(shots), (n, 1))
-    qy = np.tile(np.arange(ways).repeat(queries), (n, 1))
-    sx = np.take_along_axis(means, sy[..., None], 1) + rng.normal(size=sy.shape + (DIM,)) * 0.5
-    qx = np.take_along_axis(means, qy[..., None], 1) + rng.normal(size=qy.shape + (DIM,)) * 0.5
-    x = {
-        "support_x": sx.astype("float32"),
-        "support_y": sy.astype("int32"),
-        "query_x": qx.astype("float32"),
-    }
-    return x, qy.astype("int32")
+    """`n` episodes of `ways` Gaussian clusters with random means in all DIM dims."""
+    return cluster_tasks(n, seed, ways, shots, queries, dim=DIM, informative=DIM, signal_noise=0.5)
 
 
 def make_model(kind="sequential", outputs=WAYS):
     if kind == "sequential":
-        return keras.Sequential(
-            [keras.Input((DIM,)), keras.layers.Dense(16, "relu"), keras.layers.Dense(outputs)]
-        )
+        return dense_net(DIM, outputs, (16,))
     if kind == "functional":
         inp = keras.Input((DIM,))
         h = keras.layers.Dense(16, "relu")(inp)
@@ -63,7 +51,7 @@ def make_learner(kind="sequential", **kwargs):
     learner = km.MAML(make_model(kind), **kwargs)
     learner.compile(
         optimizer=keras.optimizers.Adam(1e-2),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=ce(),
         metrics=["accuracy"],
     )
     return learner
@@ -71,12 +59,6 @@ def make_learner(kind="sequential", **kwargs):
 
 def weights_of(model):
     return [v.numpy().copy() for v in model.weights]
-
-
-def assert_weights_equal(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.parametrize("kind", ["sequential", "functional", "subclassed"])
@@ -95,7 +77,7 @@ def test_fit_predict_and_adapt_agree_for_every_model_kind(kind, tmp_path):
         np.testing.assert_allclose(
             adapted.predict(x_test["query_x"][i], verbose=0), preds[i], rtol=1e-5, atol=1e-5
         )
-    assert_weights_equal(weights_of(learner), before)
+    assert_variables_equal(weights_of(learner), before)
     # The adapted model saves as a SavedModel that plain TensorFlow serves.
     path = str(tmp_path / "adapted")
     adapted.export(path, verbose=False)
@@ -112,8 +94,8 @@ def test_adapt_really_adapts_and_steps_argument():
     base = learner.model.predict(sx, verbose=0)
     one = learner.adapt(sx, sy, steps=1).predict(sx, verbose=0)
     five = learner.adapt(sx, sy, steps=5).predict(sx, verbose=0)
-    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    losses = [float(ce(sy, p)) for p in (base, one, five)]
+    loss = ce()
+    losses = [float(loss(sy, p)) for p in (base, one, five)]
     assert losses[0] > losses[1] > losses[2]
     with pytest.raises(ValueError, match="`steps` to be >= 1"):
         learner.adapt(sx, sy, steps=0)
@@ -199,15 +181,15 @@ def test_keras_file_round_trip_resumes_exactly(kind, tmp_path):
     assert type(loaded) is km.MAML
     for key in ("inner_learning_rate", "inner_steps", "eval_inner_steps", "first_order"):
         assert getattr(loaded, key) == getattr(learner, key)
-    assert_weights_equal(weights_of(loaded), weights_of(learner))
-    assert_weights_equal(
+    assert_variables_equal(weights_of(loaded), weights_of(learner))
+    assert_variables_equal(
         [v.numpy() for v in loaded.optimizer.variables],
         [v.numpy() for v in learner.optimizer.variables],
     )
     # Training continues identically.
     learner.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
     loaded.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
-    assert_weights_equal(weights_of(loaded), weights_of(learner))
+    assert_variables_equal(weights_of(loaded), weights_of(learner))
 
 
 def test_mirrored_strategy_gives_the_same_meta_gradient():
@@ -223,7 +205,7 @@ def test_mirrored_strategy_gives_the_same_meta_gradient():
             learner = km.MAML(make_model(), inner_learning_rate=0.4, inner_steps=2)
             learner.compile(
                 optimizer=keras.optimizers.SGD(learning_rate=1.0),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                loss=ce(),
             )
         before = [v.numpy().copy() for v in learner.model.trainable_variables]
         learner.fit(ds, epochs=1, verbose=0)
@@ -245,7 +227,7 @@ def test_jit_compile_gives_the_same_results():
         learner = km.MAML(make_model(), inner_learning_rate=0.4, inner_steps=2)
         learner.compile(
             optimizer=keras.optimizers.SGD(learning_rate=0.1),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=ce(),
             metrics=["accuracy"],
             jit_compile=jit,
         )
@@ -284,23 +266,12 @@ def test_sinusoid_meta_training_lowers_post_adaptation_mse():
 
 
 def test_transductive_and_running_batch_norm_modes():
-    def bn_model():
-        return keras.Sequential(
-            [
-                keras.Input((DIM,)),
-                keras.layers.Dense(8),
-                keras.layers.BatchNormalization(),
-                keras.layers.ReLU(),
-                keras.layers.Dense(WAYS),
-            ]
-        )
-
     x, y = gaussian_tasks(8)
     learner = make_learner()
-    learner = km.MAML(bn_model(), inner_learning_rate=0.4, inner_steps=1)
-    learner.compile(
-        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    learner = km.MAML(
+        relu_mlp(DIM, 8, WAYS, batchnorm=True), inner_learning_rate=0.4, inner_steps=1
     )
+    learner.compile(optimizer="adam", loss=ce())
     learner.fit(x, y, batch_size=4, epochs=1, verbose=0)
     bn = learner.model.layers[1]
     moving = bn.moving_mean.numpy().copy()
@@ -309,7 +280,7 @@ def test_transductive_and_running_batch_norm_modes():
     np.testing.assert_array_equal(bn.moving_mean.numpy(), moving)  # predict did not
     running = km.MAML.from_config({**learner.get_config(), "bn_mode": "running"})
     running.set_weights(learner.get_weights())
-    running.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    running.compile(loss=ce())
     running_preds = running.predict(x, verbose=0)
     assert np.abs(running_preds - transductive).max() > 1e-3
     # With running statistics, the adapted model and predict agree exactly.
@@ -323,7 +294,7 @@ def test_adapt_layers_keeps_other_layers_fixed():
     model = make_model("functional")
     head = model.layers[-1].name
     learner = km.MAML(model, inner_learning_rate=0.5, inner_steps=3, adapt_layers=[head])
-    learner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    learner.compile(loss=ce())
     x, _ = gaussian_tasks(1)
     adapted = learner.adapt(x["support_x"][0], x["support_y"][0])
     body = model.layers[1]

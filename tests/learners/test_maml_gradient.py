@@ -2,24 +2,27 @@
 
 With `SGD(learning_rate=1.0)` one `train_on_batch` moves every weight by
 minus the meta-gradient, so the library's gradient is `before - after`. The
-references below re-implement the networks with raw `tf.nn` ops on explicit
-weight tensors (no Keras, no keras_meta), and a central finite difference
-checks the second-order reference itself.
+references (here and in helpers.py) re-implement the networks with raw
+`tf.nn` ops on explicit weight tensors (no Keras, no keras_meta), and a
+central finite difference checks the second-order reference itself.
 """
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import (
+    assert_matches_central_differences,
+    dense_net,
+    episode_list,
+    mlp_forward,
+    mse,
+    reference_meta_loss,
+    regression_batch,
+    sparse_ce,
+)
 
 import keras_meta as km
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
 
 
 def _meta_gradient_from_library(learner, x, y):
@@ -32,76 +35,45 @@ def _meta_gradient_from_library(learner, x, y):
 # ---------------------------------------------------------------------------
 # MLP.
 # ---------------------------------------------------------------------------
-def _mlp_forward(w, x):
-    h = tf.nn.tanh(x @ w[0] + w[1])
-    h = tf.nn.relu(h @ w[2] + w[3])
-    return h @ w[4] + w[5]
-
-
-def _mse(y, p):
-    return tf.reduce_mean(tf.square(y - p))
-
-
-def _reference_meta_loss(forward, loss, w, episodes, lr, steps, first_order):
-    """Mean over episodes of the query loss after `steps` inner SGD steps."""
-    total = 0.0
-    for sx, sy, qx, qy in episodes:
-        fast = list(w)
-        for _ in range(steps):
-            with tf.GradientTape() as tape:
-                tape.watch(fast)
-                inner = loss(sy, forward(fast, sx))
-            grads = tape.gradient(inner, fast)
-            if first_order:
-                grads = [tf.stop_gradient(g) for g in grads]
-            fast = [p - lr * g for p, g in zip(fast, grads)]
-        total += loss(qy, forward(fast, qx))
-    return total / len(episodes)
-
-
 def _reference_meta_gradient(forward, loss, weights, episodes, lr, steps, first_order):
     w = [tf.constant(v) for v in weights]
     with tf.GradientTape() as tape:
         tape.watch(w)
-        meta_loss = _reference_meta_loss(forward, loss, w, episodes, lr, steps, first_order)
+        meta_loss = reference_meta_loss(forward, loss, w, episodes, lr, steps, first_order)
     return [g.numpy() for g in tape.gradient(meta_loss, w)], meta_loss
 
 
-def _regression_batch(rng, b=3, s=6, q=5, d=3):
-    sx = rng.normal(size=(b, s, d))
-    qx = rng.normal(size=(b, q, d))
-    a = rng.normal(size=(b, d, 1))
-    return (
-        {"support_x": sx, "support_y": sx @ a + 0.1, "query_x": qx},
-        qx @ a + 0.1,
-    )
+def _regression_batch(rng, b=3, s=6, q=5):
+    return regression_batch(rng, b, s, q, target=lambda z: z + 0.1)
+
+
+def _assert_meta_gradient_matches_reference(
+    learner, x, y, forward, loss, lr, steps, first_order, rtol, atol
+):
+    """The library's meta-gradient for the batch is the reference's; returns
+    the starting weights, the episodes and the reference gradient."""
+    weights = [v.numpy().copy() for v in learner.model.trainable_variables]
+    episodes = episode_list(x, y)
+    expected, _ = _reference_meta_gradient(forward, loss, weights, episodes, lr, steps, first_order)
+    got = _meta_gradient_from_library(learner, x, y)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
+    return weights, episodes, expected
 
 
 @pytest.mark.parametrize("first_order", [False, True])
 def test_maml_mlp_meta_gradient_matches_float64_reference(float64, first_order):
     rng = np.random.default_rng(0)
-    model = keras.Sequential(
-        [
-            keras.Input((3,)),
-            keras.layers.Dense(8, activation="tanh"),
-            keras.layers.Dense(8, activation="relu"),
-            keras.layers.Dense(1),
-        ]
-    )
+    model = dense_net(3, 1, (8, 8), activation=("tanh", "relu"))
     learner = km.MAML(model, inner_learning_rate=0.1, inner_steps=3, first_order=first_order)
     learner.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="mse")
     x, y = _regression_batch(rng)
-    weights = [v.numpy().copy() for v in model.trainable_variables]
-    episodes = [(x["support_x"][i], x["support_y"][i], x["query_x"][i], y[i]) for i in range(3)]
-    expected, _ = _reference_meta_gradient(
-        _mlp_forward, _mse, weights, episodes, 0.1, 3, first_order
+    weights, episodes, expected = _assert_meta_gradient_matches_reference(
+        learner, x, y, mlp_forward, mse, 0.1, 3, first_order, rtol=1e-9, atol=1e-11
     )
-    got = _meta_gradient_from_library(learner, x, y)
-    for g, e in zip(got, expected):
-        np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-11)
     # Second- and first-order gradients differ: the test could tell them apart.
     other, _ = _reference_meta_gradient(
-        _mlp_forward, _mse, weights, episodes, 0.1, 3, not first_order
+        mlp_forward, mse, weights, episodes, 0.1, 3, not first_order
     )
     assert max(np.abs(o - e).max() for o, e in zip(other, expected)) > 1e-6
 
@@ -111,22 +83,14 @@ def test_second_order_reference_matches_finite_differences(float64):
     rng = np.random.default_rng(1)
     weights = [rng.normal(size=s) * 0.5 for s in [(3, 4), (4,), (4, 4), (4,), (4, 1), (1,)]]
     x, y = _regression_batch(rng, b=2, s=5, q=4)
-    episodes = [(x["support_x"][i], x["support_y"][i], x["query_x"][i], y[i]) for i in range(2)]
-    grads, _ = _reference_meta_gradient(_mlp_forward, _mse, weights, episodes, 0.2, 2, False)
+    episodes = episode_list(x, y)
+    grads, _ = _reference_meta_gradient(mlp_forward, mse, weights, episodes, 0.2, 2, False)
 
     def loss_at(ws):
         w = [tf.constant(v) for v in ws]
-        return float(_reference_meta_loss(_mlp_forward, _mse, w, episodes, 0.2, 2, False))
+        return float(reference_meta_loss(mlp_forward, mse, w, episodes, 0.2, 2, False))
 
-    eps = 1e-6
-    for k in range(len(weights)):
-        for idx in list(np.ndindex(weights[k].shape))[:4]:
-            plus = [v.copy() for v in weights]
-            minus = [v.copy() for v in weights]
-            plus[k][idx] += eps
-            minus[k][idx] -= eps
-            fd = (loss_at(plus) - loss_at(minus)) / (2 * eps)
-            np.testing.assert_allclose(grads[k][idx], fd, rtol=1e-5, atol=1e-8)
+    assert_matches_central_differences(loss_at, weights, grads, rtol=1e-5, atol=1e-8, count=4)
 
 
 # ---------------------------------------------------------------------------
@@ -147,10 +111,6 @@ def _conv_bn_forward(w, x):
     h = tf.nn.max_pool2d(h, 2, 2, "VALID")
     h = tf.reshape(h, [tf.shape(h)[0], -1])
     return h @ dense_w + dense_b
-
-
-def _sparse_ce(y, logits):
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
 
 
 def _conv_model():
@@ -193,15 +153,10 @@ def test_maml_conv_bn_meta_gradient_matches_float64_reference(float64, first_ord
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     x, y = _classification_batch(rng)
-    weights = [v.numpy().copy() for v in model.trainable_variables]
     moving_before = [v.numpy().copy() for v in model.non_trainable_variables]
-    episodes = [(x["support_x"][i], x["support_y"][i], x["query_x"][i], y[i]) for i in range(2)]
-    expected, _ = _reference_meta_gradient(
-        _conv_bn_forward, _sparse_ce, weights, episodes, 0.3, 2, first_order
+    _assert_meta_gradient_matches_reference(
+        learner, x, y, _conv_bn_forward, sparse_ce, 0.3, 2, first_order, rtol=1e-8, atol=1e-10
     )
-    got = _meta_gradient_from_library(learner, x, y)
-    for g, e in zip(got, expected):
-        np.testing.assert_allclose(g, e, rtol=1e-8, atol=1e-10)
     # Meta-training still updates the moving statistics (for bn_mode="running").
     moving_after = [v.numpy() for v in model.non_trainable_variables]
     assert any(np.abs(a - b).max() > 0 for a, b in zip(moving_after, moving_before))

@@ -11,23 +11,32 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import (
+    assert_exports_serve,
+    assert_learns_cluster_tasks,
+    assert_matches_central_differences,
+    assert_resumes_identically,
+    assert_same_config,
+    ce,
+    cluster_tasks,
+    episode_list,
+    mse,
+    regression_batch,
+    relu_mlp,
+    save_and_load,
+)
 
 import keras_meta as km
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.9
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-def ce():
-    # Built per test: a Loss takes the float dtype current at construction.
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+# Every MAML++ option that the end-to-end tests switch on.
+MAML_PLUS_PLUS = {
+    "multi_step_loss": True,
+    "learn_inner_rates": True,
+    "per_step_bn": True,
+    "first_order_epochs": 1,
+}
 
 
 # ---------------------------------------------------------------------------
@@ -52,10 +61,6 @@ def forward(fast, x, bn=None, exact=True):
             mean, var = tf.nn.moments(h, axes=[0])
         h = (h - mean) / tf.sqrt(var + BN_EPS) * bn[0] + bn[1]
     return tf.tanh(h) @ w1 + b1
-
-
-def mse(y, p):
-    return tf.reduce_mean(tf.square(y - p))
 
 
 def reference_meta_loss(
@@ -104,13 +109,10 @@ def paper_step_weights(steps, epoch, annealing_epochs):
     return weights
 
 
-def regression_batch(rng, b=2, s=5, q=4, d=3):
-    sx, qx = rng.normal(size=(b, s, d)), rng.normal(size=(b, q, d))
-    a = rng.normal(size=(b, d, 1))
-    x = {"support_x": sx, "support_y": np.sin(sx @ a), "query_x": qx}
-    y = np.sin(qx @ a)
-    episodes = [(x["support_x"][i], x["support_y"][i], x["query_x"][i], y[i]) for i in range(b)]
-    return x, y, episodes
+def sine_batch(rng, b=2):
+    """A float64 sine-regression batch, and its episodes for the reference."""
+    x, y = regression_batch(rng, b=b)
+    return x, y, episode_list(x, y)
 
 
 def mlp(bn=False):
@@ -155,7 +157,7 @@ def test_multi_step_loss_gradient_matches_reference(float64):
     learner = km.MAML(model, 0.1, 3, multi_step_loss=True, multi_step_loss_epochs=4)
     learner.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="mse")
     learner.meta_epoch.assign(1)
-    x, y, episodes = regression_batch(rng)
+    x, y, episodes = sine_batch(rng)
     fast = [tf.constant(v.numpy()) for v in model.trainable_variables]
     weights = paper_step_weights(3, 1, 4)
     with tf.GradientTape() as tape:
@@ -176,7 +178,7 @@ def test_first_order_epochs_switch_from_fomaml_to_maml_gradients(float64):
     model = mlp()
     learner = km.MAML(model, 0.2, 2, first_order_epochs=1)
     learner.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="mse")
-    x, y, episodes = regression_batch(rng)
+    x, y, episodes = sine_batch(rng)
     traces = []
 
     def traced_episode_gradients(*args, **kwargs):
@@ -217,7 +219,7 @@ def test_learned_inner_rates_gradient_matches_reference_and_finite_differences(f
     np.testing.assert_allclose([r.numpy() for r in learner.inner_rates], 0.1)
     for rate in learner.inner_rates:
         rate.assign(rng.uniform(0.05, 0.3, size=2))
-    x, y, episodes = regression_batch(rng)
+    x, y, episodes = sine_batch(rng)
     fast = [tf.constant(v.numpy()) for v in model.trainable_variables]
     rates = [tf.constant(r.numpy()) for r in learner.inner_rates]
     with tf.GradientTape() as tape:
@@ -226,16 +228,13 @@ def test_learned_inner_rates_gradient_matches_reference_and_finite_differences(f
     expected = tape.gradient(loss, fast + rates)
 
     # The reference's rate gradient, checked numerically.
-    eps = 1e-6
-    for i in range(4):
-        for k in range(2):
-            shifted = []
-            for sign in (1, -1):
-                r = [v.numpy().copy() for v in rates]
-                r[i][k] += sign * eps
-                shifted.append(float(reference_meta_loss(fast, episodes, 2, r)))
-            fd = (shifted[0] - shifted[1]) / (2 * eps)
-            np.testing.assert_allclose(expected[4 + i].numpy()[k], fd, rtol=1e-5, atol=1e-9)
+    assert_matches_central_differences(
+        lambda r: float(reference_meta_loss(fast, episodes, 2, r)),
+        [v.numpy() for v in rates],
+        [g.numpy() for g in expected[4:]],
+        rtol=1e-5,
+        atol=1e-9,
+    )
 
     variables = list(model.trainable_variables) + learner.inner_rates
     got, _ = library_gradients(learner, x, y, variables)
@@ -276,7 +275,7 @@ def test_per_step_batch_norm_gradients_and_statistics(float64):
     # BatchNorm's own weights are not adapted, so rates exist for the Dense weights only.
     assert len(learner.inner_rates) == 4
 
-    x, y, episodes = regression_batch(rng)
+    x, y, episodes = sine_batch(rng)
     dense = [
         model.layers[0].kernel,
         model.layers[0].bias,
@@ -351,7 +350,7 @@ def test_per_step_batch_norm_adapted_model_uses_the_last_step():
     rng = np.random.default_rng(4)
     learner = km.MAML(mlp(bn=True), 0.1, 2, eval_inner_steps=3, per_step_bn=True, bn_mode="running")
     learner.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
-    x, y, _ = regression_batch(rng)
+    x, y, _ = sine_batch(rng)
     x = {k: v.astype("float32") for k, v in x.items()}
     y = y.astype("float32")
     for _ in range(3):
@@ -375,7 +374,7 @@ def test_per_step_batch_norm_adapted_model_uses_the_last_step():
 # ---------------------------------------------------------------------------
 def test_fit_counts_epochs_and_keeps_the_users_callbacks():
     rng = np.random.default_rng(5)
-    x, y, _ = regression_batch(rng, b=4)
+    x, y, _ = sine_batch(rng, b=4)
     learner = km.MAML(mlp(), 0.1, 2, multi_step_loss=True)
     learner.compile(optimizer="adam", loss="mse")
     seen = []
@@ -391,7 +390,7 @@ def test_fit_counts_epochs_and_keeps_the_users_callbacks():
 
 def test_cosine_decay_meta_learning_rate_works_and_round_trips(tmp_path):
     rng = np.random.default_rng(6)
-    x, y, _ = regression_batch(rng, b=4)
+    x, y, _ = sine_batch(rng, b=4)
     schedule = keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=10, alpha=0.1)
     learner = km.MAML(mlp(), 0.1, 1)
     learner.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
@@ -410,86 +409,23 @@ def test_cosine_decay_meta_learning_rate_works_and_round_trips(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def cluster_tasks(n, seed, ways=5, shots=1, queries=5, dim=8, informative=4):
-    """N-way K-shot tasks with per-episode class means in `informative` dims."""
-    rng = np.random.default_rng(seed)
-    sy = np.tile(np.repeat(np.arange(ways), shots), (n, 1))
-    qy = np.tile(np.repeat(np.arange(ways), queries), (n, 1))
-    means = np.zeros((n, ways, dim))
-    means[..., :informative] = rng.normal(size=(n, ways, informative)) * 2.0
-
-    def draw(y):
-        x = np.take_along_axis(means, y[..., None].repeat(dim, -1), 1)
-        noise = rng.normal(size=x.shape)
-        noise[..., :informative] *= 0.3
-        noise[..., informative:] *= 1.5
-        return (x + noise).astype("float32")
-
-    x = {"support_x": draw(sy), "support_y": sy.astype("int32"), "query_x": draw(qy)}
-    return x, qy.astype("int32")
-
-
 def test_maml_plus_plus_learns_round_trips_and_exports(tmp_path):
-    model = keras.Sequential(
-        [
-            keras.Input((8,)),
-            keras.layers.Dense(32),
-            keras.layers.BatchNormalization(),
-            keras.layers.ReLU(),
-            keras.layers.Dense(5),
-        ]
-    )
+    model = relu_mlp(8, 32, 5, batchnorm=True)
     learner = km.MAML(
-        model,
-        inner_learning_rate=0.3,
-        inner_steps=2,
-        multi_step_loss=True,
-        multi_step_loss_epochs=2,
-        learn_inner_rates=True,
-        per_step_bn=True,
-        first_order_epochs=1,
+        model, inner_learning_rate=0.3, inner_steps=2, multi_step_loss_epochs=2, **MAML_PLUS_PLUS
     )
     schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=100, alpha=0.1)
     learner.compile(optimizer=keras.optimizers.Adam(schedule), loss=ce(), metrics=["accuracy"])
-    test = cluster_tasks(200, seed=99)
-    before = learner.evaluate(*test, batch_size=50, verbose=0, return_dict=True)
-    train = tf.data.Dataset.from_tensor_slices(cluster_tasks(8 * 100, seed=1)).batch(8)
-    learner.fit(train, epochs=2, steps_per_epoch=25, verbose=0)
+    assert_learns_cluster_tasks(learner, epochs=2, steps_per_epoch=25)
     assert int(learner.meta_epoch.numpy()) == 2
-    after = learner.evaluate(*test, batch_size=50, verbose=0, return_dict=True)
-    assert after["accuracy"] > 0.6  # chance: 0.2
-    assert after["accuracy"] > before["accuracy"] + 0.05
 
-    path = tmp_path / "maml_pp.keras"
-    learner.save(path)
-    loaded = keras.models.load_model(path)
-    config = {k: v for k, v in learner.get_config().items() if k != "model"}
-    assert {k: loaded.get_config()[k] for k in config} == config
+    loaded = save_and_load(learner, tmp_path / "maml_pp.keras")
+    assert_same_config(learner, loaded)
     assert int(loaded.meta_epoch.numpy()) == 2
     x, y = cluster_tasks(4, seed=2)
-    learner.train_on_batch(x, y)
-    loaded.train_on_batch(x, y)
-    assert len(learner.variables) == len(loaded.variables)
-    for a, b in zip(learner.variables, loaded.variables):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    for a, b in zip(learner.optimizer.variables, loaded.optimizer.variables):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-
-    support_x, support_y, query_x = x["support_x"][0], x["support_y"][0], x["query_x"][0]
-    adapted = learner.adapt(support_x, support_y)
-    adapted.export(str(tmp_path / "adapted"), verbose=False)
-    served = tf.saved_model.load(str(tmp_path / "adapted"))
-    np.testing.assert_allclose(
-        served.serve(query_x).numpy(), adapted.predict(query_x, verbose=0), rtol=1e-5, atol=1e-5
-    )
-    learner.export(str(tmp_path / "meta"), verbose=False)
-    meta = tf.saved_model.load(str(tmp_path / "meta"))
-    np.testing.assert_allclose(
-        meta.adapt_and_predict(support_x, support_y, query_x).numpy(),
-        learner.predict(x, verbose=0)[0],
-        rtol=1e-5,
-        atol=1e-5,
-    )
+    assert_resumes_identically(learner, loaded, x, y)
+    _, meta = assert_exports_serve(learner, x, tmp_path, rtol=1e-5, atol=1e-5)
+    query_x = x["query_x"][0]
     assert meta.serve(query_x).shape == (len(query_x), 5)
 
 
@@ -528,24 +464,7 @@ def test_all_options_under_jit_compile_match_the_default():
 
     def run(jit_compile):
         keras.utils.set_random_seed(3)
-        model = keras.Sequential(
-            [
-                keras.Input((8,)),
-                keras.layers.Dense(16),
-                keras.layers.BatchNormalization(),
-                keras.layers.ReLU(),
-                keras.layers.Dense(5),
-            ]
-        )
-        learner = km.MAML(
-            model,
-            0.3,
-            2,
-            multi_step_loss=True,
-            learn_inner_rates=True,
-            per_step_bn=True,
-            first_order_epochs=1,
-        )
+        learner = km.MAML(relu_mlp(8, 16, 5, batchnorm=True), 0.3, 2, **MAML_PLUS_PLUS)
         learner.compile(optimizer=keras.optimizers.SGD(0.1), loss=ce(), jit_compile=jit_compile)
         learner.fit(x, y, batch_size=2, epochs=2, verbose=0)  # first, then second order
         return [v.numpy() for v in learner.variables], learner.predict(x, verbose=0)

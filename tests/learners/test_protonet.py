@@ -4,50 +4,24 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import (
+    assert_exports_serve,
+    assert_learns_noisy_clusters,
+    assert_matches_central_differences,
+    assert_same_config,
+    linear_embedding,
+    noisy_cluster_tasks,
+    np_cross_entropy,
+    relu_mlp,
+    save_and_load,
+    small_episodes,
+)
 
 import keras_meta as km
 from keras_meta.learners.protonet import PrototypeClassifier, prototypes
 
-
-def cluster_tasks(n, ways=5, shots=1, queries=5, dim=8, seed=0):
-    """`n` few-shot episodes of Gaussian clusters with random class means.
-
-    Only the first two features separate the classes; the others are large
-    noise, so a nearest-prototype rule in input space is poor and the
-    embedding has something to learn.
-    """
-    rng = np.random.default_rng(seed)
-    means = np.zeros((n, ways, dim))
-    means[..., :2] = rng.normal(0.0, 2.0, (n, ways, 2))
-    noise_scale = np.full(dim, 3.0)
-    noise_scale[:2] = 0.3
-
-    def draw(k):
-        y = np.tile(np.arange(ways), (n, k))
-        y = np.stack([rng.permutation(row) for row in y])
-        x = np.take_along_axis(means, y[..., None], 1)
-        x = x + rng.normal(size=x.shape) * noise_scale
-        return x.astype("float32"), y.astype("int32")
-
-    sx, sy = draw(shots)
-    qx, qy = draw(queries)
-    return {"support_x": sx, "support_y": sy, "query_x": qx}, qy
-
-
-def linear_embedding(kernel):
-    net = keras.Sequential(
-        [keras.Input((kernel.shape[0],)), keras.layers.Dense(kernel.shape[1], use_bias=False)]
-    )
-    net.layers[0].kernel.assign(kernel)
-    return net
-
-
-def mlp_embedding(dim=8, batchnorm=False):
-    layers = [keras.Input((dim,)), keras.layers.Dense(32)]
-    if batchnorm:
-        layers.append(keras.layers.BatchNormalization())
-    layers += [keras.layers.ReLU(), keras.layers.Dense(16)]
-    return keras.Sequential(layers)
+# Support labels of `small_episodes`, in no particular order.
+SUPPORT_Y = [2, 0, 1, 1, 0, 2]
 
 
 # ---------------------------------------------------------------------------
@@ -64,12 +38,6 @@ def np_logits(kernel, sx, sy, qx, distance="euclidean", scale=1.0):
     return scale * qn @ pn.T
 
 
-def np_cross_entropy(logits, y):
-    logits = logits - logits.max(-1, keepdims=True)
-    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    return -logp[np.arange(len(y)), y].mean()
-
-
 def np_meta_loss(kernel, x, y, distance, scale):
     return np.mean(
         [
@@ -84,16 +52,6 @@ def np_meta_loss(kernel, x, y, distance, scale):
     )
 
 
-def small_episodes(seed=0, b=2):
-    rng = np.random.default_rng(seed)
-    x = {
-        "support_x": rng.normal(size=(b, 6, 3)).astype("float32"),
-        "support_y": np.array([[2, 0, 1, 1, 0, 2]] * b, "int32"),
-        "query_x": rng.normal(size=(b, 4, 3)).astype("float32"),
-    }
-    return x, rng.integers(0, 3, (b, 4)).astype("int32")
-
-
 # ---------------------------------------------------------------------------
 # Logits and gradients.
 # ---------------------------------------------------------------------------
@@ -102,7 +60,7 @@ def small_episodes(seed=0, b=2):
 )
 def test_logits_match_numpy(distance, scale):
     kernel = np.random.default_rng(1).normal(size=(3, 4)).astype("float32")
-    x, _ = small_episodes()
+    x, _ = small_episodes(support_labels=SUPPORT_Y)
     learner = km.ProtoNet(linear_embedding(kernel), distance=distance, scale=scale)
     learner.compile(optimizer="sgd")
     expected_scale = scale if scale is not None else 1.0
@@ -130,7 +88,7 @@ def test_meta_gradient_matches_finite_differences(distance, learn_scale):
     # With SGD(1.0), one train_on_batch moves each weight by minus the
     # gradient of the mean query loss over the B episodes.
     kernel = np.random.default_rng(2).normal(size=(3, 4)).astype("float32") * 0.5
-    x, y = small_episodes(seed=3)
+    x, y = small_episodes(seed=3, support_labels=SUPPORT_Y)
     learner = km.ProtoNet(
         linear_embedding(kernel), distance=distance, scale=2.0, learn_scale=learn_scale
     )
@@ -138,29 +96,29 @@ def test_meta_gradient_matches_finite_differences(distance, learn_scale):
     learner.train_on_batch(x, y)
     grad_kernel = kernel - learner.model.layers[0].kernel.numpy()
 
-    k64, eps = kernel.astype("float64"), 1e-6
-    ref = np.zeros_like(k64)
-    for idx in np.ndindex(*k64.shape):
-        up, down = k64.copy(), k64.copy()
-        up[idx] += eps
-        down[idx] -= eps
-        ref[idx] = (
-            np_meta_loss(up, x, y, distance, 2.0) - np_meta_loss(down, x, y, distance, 2.0)
-        ) / (2 * eps)
-    np.testing.assert_allclose(grad_kernel, ref, rtol=1e-3, atol=1e-4)
+    k64 = kernel.astype("float64")
+    assert_matches_central_differences(
+        lambda v: np_meta_loss(v[0], x, y, distance, 2.0),
+        [k64],
+        [grad_kernel],
+        rtol=1e-3,
+        atol=1e-4,
+    )
     if learn_scale:
-        ref_scale = (
-            np_meta_loss(k64, x, y, distance, 2.0 + eps)
-            - np_meta_loss(k64, x, y, distance, 2.0 - eps)
-        ) / (2 * eps)
-        np.testing.assert_allclose(2.0 - learner.scale, ref_scale, rtol=1e-3, atol=1e-5)
+        assert_matches_central_differences(
+            lambda v: np_meta_loss(k64, x, y, distance, v[0]),
+            [2.0],
+            [2.0 - learner.scale],
+            rtol=1e-3,
+            atol=1e-5,
+        )
 
 
 def test_meta_training_embeds_support_and_query_as_one_batch():
     # As in Snell et al.'s code: BatchNorm statistics in meta-training cover
     # the support and the query set of the episode together.
-    x, y = cluster_tasks(1, ways=3, shots=2, queries=2, seed=11)
-    net = mlp_embedding(batchnorm=True)
+    x, y = noisy_cluster_tasks(1, ways=3, shots=2, queries=2, seed=11)
+    net = relu_mlp(batchnorm=True)
     learner = km.ProtoNet(net)
     learner.compile(optimizer="sgd")
     learner.predict(x, verbose=0)
@@ -179,21 +137,12 @@ def test_meta_training_embeds_support_and_query_as_one_batch():
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("shots", [1, 5])
 def test_learns_few_shot_clusters(shots):
-    x, y = cluster_tasks(320, shots=shots, seed=1)
-    x_test, y_test = cluster_tasks(100, shots=shots, seed=2)
-    learner = km.ProtoNet(mlp_embedding())
-    learner.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
-    _, before = learner.evaluate(x_test, y_test, batch_size=50, verbose=0)
-    learner.fit(x, y, batch_size=16, epochs=3, verbose=0)
-    _, after = learner.evaluate(x_test, y_test, batch_size=50, verbose=0)
-    # Chance is 0.2.
-    assert after > 0.6, (before, after)
-    assert after > before + 0.2, (before, after)
+    assert_learns_noisy_clusters(km.ProtoNet, shots)
 
 
 def test_xla_with_static_ways_matches_graph_mode():
-    x, y = cluster_tasks(32, seed=4)
-    learner = km.ProtoNet(mlp_embedding(), ways=5)
+    x, y = noisy_cluster_tasks(32, seed=4)
+    learner = km.ProtoNet(relu_mlp(), ways=5)
     learner.compile(optimizer="adam", jit_compile=True)
     xla = learner.predict(x, batch_size=32, verbose=0)
     learner.compile(optimizer="adam", jit_compile=False)
@@ -202,11 +151,11 @@ def test_xla_with_static_ways_matches_graph_mode():
 
 
 def test_infers_ways_per_batch_in_graph_mode():
-    learner = km.ProtoNet(mlp_embedding())
+    learner = km.ProtoNet(relu_mlp())
     learner.compile(optimizer="adam")
-    x3, y3 = cluster_tasks(4, ways=3, seed=5)
+    x3, y3 = noisy_cluster_tasks(4, ways=3, seed=5)
     x3["support_y"] = x3["support_y"].astype("int64")
-    x5, _ = cluster_tasks(4, ways=5, seed=5)
+    x5, _ = noisy_cluster_tasks(4, ways=5, seed=5)
     assert learner.predict(x3, verbose=0).shape == (4, 15, 3)
     assert learner.predict(x5, verbose=0).shape == (4, 25, 5)
     learner.fit(x3, y3, batch_size=4, verbose=0)
@@ -234,18 +183,13 @@ def test_conv_embedding_is_flattened():
 # Persistence and export.
 # ---------------------------------------------------------------------------
 def test_keras_round_trip_resumes_exactly(tmp_path):
-    x, y = cluster_tasks(32, seed=7)
-    learner = km.ProtoNet(
-        mlp_embedding(batchnorm=True), distance="cosine", learn_scale=True, ways=5
-    )
+    x, y = noisy_cluster_tasks(32, seed=7)
+    learner = km.ProtoNet(relu_mlp(batchnorm=True), distance="cosine", learn_scale=True, ways=5)
     learner.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
     learner.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    path = str(tmp_path / "protonet.keras")
-    learner.save(path)
-    loaded = keras.models.load_model(path)
+    loaded = save_and_load(learner, str(tmp_path / "protonet.keras"))
     assert isinstance(loaded, km.ProtoNet)
-    config = {k: v for k, v in learner.get_config().items() if k != "model"}
-    assert {k: loaded.get_config()[k] for k in config} == config
+    assert_same_config(learner, loaded)
     batch = ({k: v[:8] for k, v in x.items()}, y[:8])
     learner.train_on_batch(*batch)
     loaded.train_on_batch(*batch)
@@ -255,31 +199,20 @@ def test_keras_round_trip_resumes_exactly(tmp_path):
 
 
 def test_saved_model_exports(tmp_path):
-    x, y = cluster_tasks(32, seed=8)
-    learner = km.ProtoNet(mlp_embedding(batchnorm=True), bn_mode="running")
+    x, y = noisy_cluster_tasks(32, seed=8)
+    learner = km.ProtoNet(relu_mlp(batchnorm=True), bn_mode="running")
     learner.compile(optimizer=keras.optimizers.Adam(1e-2))
     learner.fit(x, y, batch_size=16, epochs=1, verbose=0)
     episode = {k: v[:1] for k, v in x.items()}
     expected = learner.predict(episode, verbose=0)[0]
 
-    adapted = learner.adapt(x["support_x"][0], x["support_y"][0])
+    adapted, _ = assert_exports_serve(
+        learner, x, tmp_path, expected, rtol=1e-5, atol=1e-5, serve_tol=(1e-6, 1e-6)
+    )
     assert isinstance(adapted, keras.Model)
     np.testing.assert_allclose(
         adapted.predict(x["query_x"][0], verbose=0), expected, rtol=1e-5, atol=1e-5
     )
-    adapted.export(str(tmp_path / "adapted"), verbose=False)
-    served = tf.saved_model.load(str(tmp_path / "adapted"))
-    np.testing.assert_allclose(
-        served.serve(x["query_x"][0]).numpy(),
-        adapted.predict(x["query_x"][0], verbose=0),
-        rtol=1e-6,
-        atol=1e-6,
-    )
-
-    learner.export(str(tmp_path / "meta"), verbose=False)
-    meta = tf.saved_model.load(str(tmp_path / "meta"))
-    out = meta.adapt_and_predict(x["support_x"][0], x["support_y"][0], x["query_x"][0])
-    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
 
     # The adapted model itself also round-trips through .keras.
     adapted.save(str(tmp_path / "adapted.keras"))
@@ -294,7 +227,7 @@ def test_saved_model_exports(tmp_path):
 # Errors.
 # ---------------------------------------------------------------------------
 def test_bad_arguments():
-    net = mlp_embedding()
+    net = relu_mlp()
     with pytest.raises(ValueError, match="distance"):
         km.ProtoNet(net, distance="manhattan")
     with pytest.raises(ValueError, match="scale"):
@@ -310,9 +243,9 @@ def test_bad_arguments():
 
 
 def test_bad_episodes():
-    learner = km.ProtoNet(mlp_embedding(), ways=5)
+    learner = km.ProtoNet(relu_mlp(), ways=5)
     learner.compile(optimizer="adam")
-    x, y = cluster_tasks(2, seed=9)
+    x, y = noisy_cluster_tasks(2, seed=9)
     with pytest.raises(ValueError, match="takes no `steps`"):
         learner.adapt(x["support_x"][0], x["support_y"][0], steps=1)
     with pytest.raises(ValueError, match="classifier"):
@@ -322,7 +255,7 @@ def test_bad_episodes():
     missing = np.where(x["support_y"][0] == 3, 0, x["support_y"][0])
     with pytest.raises(ValueError, match=r"none of the classes \[3\]"):
         learner.adapt(x["support_x"][0], missing)
-    inferred = km.ProtoNet(mlp_embedding())
+    inferred = km.ProtoNet(relu_mlp())
     inferred.compile(optimizer="adam")
     with pytest.raises(tf.errors.InvalidArgumentError, match="support set"):
         inferred.fit(x, y + 1, verbose=0)

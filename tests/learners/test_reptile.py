@@ -4,53 +4,24 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import (
+    assert_exports_serve,
+    assert_learns_cluster_tasks,
+    assert_resumes_identically,
+    assert_same_config,
+    assert_variables_equal,
+    ce,
+    classifier,
+    cluster_tasks,
+    regression_batch,
+    save_and_load,
+)
 
 import keras_meta as km
 
 
-def ce():
-    # Built per test: a Loss takes the float dtype current at construction.
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
-
-
-def cluster_tasks(n, seed, ways=5, shots=1, queries=5, dim=8, informative=4):
-    """N-way K-shot tasks: class means drawn per episode in the first
-    `informative` dims; the others are noise that meta-learning can learn
-    to ignore."""
-    rng = np.random.default_rng(seed)
-    sy = np.tile(np.repeat(np.arange(ways), shots), (n, 1))
-    qy = np.tile(np.repeat(np.arange(ways), queries), (n, 1))
-    means = np.zeros((n, ways, dim))
-    means[..., :informative] = rng.normal(size=(n, ways, informative)) * 2.0
-
-    def draw(y):
-        x = np.take_along_axis(means, y[..., None].repeat(dim, -1), 1)
-        noise = rng.normal(size=x.shape)
-        noise[..., :informative] *= 0.3
-        noise[..., informative:] *= 1.5
-        return (x + noise).astype("float32")
-
-    x = {"support_x": draw(sy), "support_y": sy.astype("int32"), "query_x": draw(qy)}
-    return x, qy.astype("int32")
-
-
-def classifier():
-    return keras.Sequential(
-        [keras.Input((8,)), keras.layers.Dense(32, "relu"), keras.layers.Dense(5)]
-    )
-
-
-def linear_regression_batch(rng, b=3, s=6, q=4, d=3):
-    sx, qx = rng.normal(size=(b, s, d)), rng.normal(size=(b, q, d))
-    a = rng.normal(size=(b, d, 1))
-    return {"support_x": sx, "support_y": sx @ a + 0.3, "query_x": qx}, qx @ a + 0.3
+def linear_regression_batch(rng):
+    return regression_batch(rng, b=3, s=6, q=4, target=lambda z: z + 0.3)
 
 
 def numpy_inner_sgd(w, b, x, y, lr, steps):
@@ -200,13 +171,7 @@ def test_reptile_learns_five_way_one_shot_classification():
     learner.compile(
         optimizer=keras.optimizers.SGD(learning_rate=1.0), loss=ce(), metrics=["accuracy"]
     )
-    test = cluster_tasks(200, seed=99)
-    before = learner.evaluate(*test, batch_size=50, verbose=0, return_dict=True)
-    train = tf.data.Dataset.from_tensor_slices(cluster_tasks(8 * 100, seed=1)).batch(8)
-    learner.fit(train, epochs=1, verbose=0)
-    after = learner.evaluate(*test, batch_size=50, verbose=0, return_dict=True)
-    assert after["accuracy"] > 0.6  # chance: 0.2
-    assert after["accuracy"] > before["accuracy"] + 0.05
+    assert_learns_cluster_tasks(learner)
 
 
 def test_keras_file_round_trip_resumes_exactly(tmp_path):
@@ -216,21 +181,11 @@ def test_keras_file_round_trip_resumes_exactly(tmp_path):
     )
     learner.compile(optimizer=keras.optimizers.Adam(1e-2), loss=ce(), metrics=["accuracy"])
     learner.fit(x, y, batch_size=2, epochs=1, verbose=0)
-    path = tmp_path / "reptile.keras"
-    learner.save(path)
-    loaded = keras.models.load_model(path)
+    loaded = save_and_load(learner, tmp_path / "reptile.keras")
     assert isinstance(loaded, km.Reptile)
-    config = {k: v for k, v in learner.get_config().items() if k != "model"}
-    assert {k: loaded.get_config()[k] for k in config} == config
-    for a, b in zip(learner.variables, loaded.variables):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    learner.train_on_batch(x, y)
-    loaded.train_on_batch(x, y)
-    assert len(learner.variables) == len(loaded.variables)
-    for a, b in zip(learner.variables, loaded.variables):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    for a, b in zip(learner.optimizer.variables, loaded.optimizer.variables):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert_same_config(learner, loaded)
+    assert_variables_equal(learner.variables, loaded.variables)
+    assert_resumes_identically(learner, loaded, x, y)
 
 
 def test_saved_model_exports(tmp_path):
@@ -238,23 +193,7 @@ def test_saved_model_exports(tmp_path):
     learner = km.Reptile(classifier(), 0.1, 3, inner_batch_size=3)
     learner.compile(optimizer=keras.optimizers.SGD(1.0), loss=ce())
     learner.train_on_batch(x, y)
-    support_x, support_y, query_x = x["support_x"][0], x["support_y"][0], x["query_x"][0]
-
-    adapted = learner.adapt(support_x, support_y)
-    adapted.export(str(tmp_path / "adapted"), verbose=False)
-    served = tf.saved_model.load(str(tmp_path / "adapted"))
-    np.testing.assert_allclose(
-        served.serve(query_x).numpy(), adapted.predict(query_x, verbose=0), rtol=1e-5, atol=1e-6
-    )
-
-    learner.export(str(tmp_path / "meta"), verbose=False)
-    meta = tf.saved_model.load(str(tmp_path / "meta"))
-    np.testing.assert_allclose(
-        meta.adapt_and_predict(support_x, support_y, query_x).numpy(),
-        learner.predict(x, verbose=0)[0],
-        rtol=1e-5,
-        atol=1e-6,
-    )
+    assert_exports_serve(learner, x, tmp_path)
 
 
 # ---------------------------------------------------------------------------

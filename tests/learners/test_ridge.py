@@ -6,45 +6,20 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import (
+    assert_exports_serve,
+    assert_learns_noisy_clusters,
+    assert_matches_central_differences,
+    linear_embedding,
+    noisy_cluster_tasks,
+    np_cross_entropy,
+    relu_mlp,
+    save_and_load,
+    small_episodes,
+)
 
 import keras_meta as km
 from keras_meta.learners.ridge import ridge_weights
-
-
-def cluster_tasks(n, ways=5, shots=5, queries=5, dim=8, seed=0):
-    """`n` episodes of Gaussian clusters: two informative features, six noisy."""
-    rng = np.random.default_rng(seed)
-    means = np.zeros((n, ways, dim))
-    means[..., :2] = rng.normal(0.0, 2.0, (n, ways, 2))
-    noise_scale = np.full(dim, 3.0)
-    noise_scale[:2] = 0.3
-
-    def draw(k):
-        y = np.tile(np.arange(ways), (n, k))
-        y = np.stack([rng.permutation(row) for row in y])
-        x = np.take_along_axis(means, y[..., None], 1)
-        x = x + rng.normal(size=x.shape) * noise_scale
-        return x.astype("float32"), y.astype("int32")
-
-    sx, sy = draw(shots)
-    qx, qy = draw(queries)
-    return {"support_x": sx, "support_y": sy, "query_x": qx}, qy
-
-
-def linear_embedding(kernel):
-    net = keras.Sequential(
-        [keras.Input((kernel.shape[0],)), keras.layers.Dense(kernel.shape[1], use_bias=False)]
-    )
-    net.layers[0].kernel.assign(kernel)
-    return net
-
-
-def mlp_embedding(dim=8, batchnorm=False):
-    layers = [keras.Input((dim,)), keras.layers.Dense(32)]
-    if batchnorm:
-        layers.append(keras.layers.BatchNormalization())
-    layers += [keras.layers.ReLU(), keras.layers.Dense(16)]
-    return keras.Sequential(layers)
 
 
 # ---------------------------------------------------------------------------
@@ -70,20 +45,8 @@ def np_meta_loss(kernel, x, y, lam, scale, bias):
         logits = np_logits(
             kernel, x["support_x"][b], x["support_y"][b], x["query_x"][b], lam, scale, bias
         )
-        logits = logits - logits.max(-1, keepdims=True)
-        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-        total += -logp[np.arange(len(y[b])), y[b]].mean()
+        total += np_cross_entropy(logits, y[b])
     return total / len(y)
-
-
-def small_episodes(seed=0, b=2, support=6, features=3):
-    rng = np.random.default_rng(seed)
-    x = {
-        "support_x": rng.normal(size=(b, support, features)).astype("float32"),
-        "support_y": np.tile(np.arange(support) % 3, (b, 1)).astype("int32"),
-        "query_x": rng.normal(size=(b, 4, features)).astype("float32"),
-    }
-    return x, rng.integers(0, 3, (b, 4)).astype("int32")
 
 
 # ---------------------------------------------------------------------------
@@ -151,28 +114,23 @@ def test_meta_gradient_matches_finite_differences():
     learner.compile(optimizer=keras.optimizers.SGD(1.0))
     learner.train_on_batch(x, y)
 
-    k64, lam, eps = kernel.astype("float64"), 0.5, 1e-6
-    log_lam0 = math.log(lam)
+    k64, log_lam0 = kernel.astype("float64"), math.log(0.5)
 
-    def loss(k=k64, log_lam=log_lam0, scale=2.0, bias=0.1):
-        return np_meta_loss(k, x, y, math.exp(log_lam), scale, bias)
+    def loss(k=k64, log_lam=log_lam0, scale=2.0):
+        return np_meta_loss(k, x, y, math.exp(log_lam), scale, 0.1)
 
-    ref_kernel = np.zeros_like(k64)
-    for idx in np.ndindex(*k64.shape):
-        up, down = k64.copy(), k64.copy()
-        up[idx] += eps
-        down[idx] -= eps
-        ref_kernel[idx] = (loss(k=up) - loss(k=down)) / (2 * eps)
     grad_kernel = kernel - learner.model.layers[0].kernel.numpy()
-    np.testing.assert_allclose(grad_kernel, ref_kernel, rtol=1e-3, atol=1e-4)
-
-    ref_log_lam = (loss(log_lam=math.log(lam) + eps) - loss(log_lam=math.log(lam) - eps)) / (
-        2 * eps
+    assert_matches_central_differences(
+        lambda v: loss(k=v[0]), [k64], [grad_kernel], rtol=1e-3, atol=1e-4
     )
-    grad_log_lam = math.log(lam) - math.log(learner.l2_regularizer)
-    np.testing.assert_allclose(grad_log_lam, ref_log_lam, rtol=1e-3, atol=1e-5)
-    ref_scale = (loss(scale=2.0 + eps) - loss(scale=2.0 - eps)) / (2 * eps)
-    np.testing.assert_allclose(2.0 - learner.scale, ref_scale, rtol=1e-3, atol=1e-5)
+    # λ is learned as log λ.
+    grad_log_lam = log_lam0 - math.log(learner.l2_regularizer)
+    assert_matches_central_differences(
+        lambda v: loss(log_lam=v[0]), [log_lam0], [grad_log_lam], rtol=1e-3, atol=1e-5
+    )
+    assert_matches_central_differences(
+        lambda v: loss(scale=v[0]), [2.0], [2.0 - learner.scale], rtol=1e-3, atol=1e-5
+    )
     # A scalar bias shifts every logit alike: softmax cross-entropy ignores it.
     np.testing.assert_allclose(learner.bias, 0.1, atol=1e-6)
 
@@ -182,21 +140,12 @@ def test_meta_gradient_matches_finite_differences():
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("shots", [1, 5])
 def test_learns_few_shot_clusters(shots):
-    x, y = cluster_tasks(320, shots=shots, seed=1)
-    x_test, y_test = cluster_tasks(100, shots=shots, seed=2)
-    learner = km.R2D2(mlp_embedding())
-    learner.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
-    _, before = learner.evaluate(x_test, y_test, batch_size=50, verbose=0)
-    learner.fit(x, y, batch_size=16, epochs=3, verbose=0)
-    _, after = learner.evaluate(x_test, y_test, batch_size=50, verbose=0)
-    # Chance is 0.2.
-    assert after > 0.6, (before, after)
-    assert after > before + 0.2, (before, after)
+    assert_learns_noisy_clusters(km.R2D2, shots)
 
 
 def test_xla_with_static_ways():
-    x, y = cluster_tasks(16, seed=3)
-    learner = km.R2D2(mlp_embedding(), ways=5)
+    x, y = noisy_cluster_tasks(16, shots=5, seed=3)
+    learner = km.R2D2(relu_mlp(), ways=5)
     learner.compile(optimizer="adam", jit_compile=True)
     history = learner.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -206,14 +155,12 @@ def test_xla_with_static_ways():
 # Persistence and export.
 # ---------------------------------------------------------------------------
 def test_keras_round_trip_resumes_exactly(tmp_path):
-    x, y = cluster_tasks(32, seed=4)
-    learner = km.R2D2(mlp_embedding(batchnorm=True), l2_regularizer=2.0, scale=5.0)
+    x, y = noisy_cluster_tasks(32, shots=5, seed=4)
+    learner = km.R2D2(relu_mlp(batchnorm=True), l2_regularizer=2.0, scale=5.0)
     learner.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
     learner.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert learner.l2_regularizer != 2.0  # λ is learned
-    path = str(tmp_path / "r2d2.keras")
-    learner.save(path)
-    loaded = keras.models.load_model(path)
+    loaded = save_and_load(learner, str(tmp_path / "r2d2.keras"))
     assert isinstance(loaded, km.R2D2)
     assert loaded.l2_regularizer == learner.l2_regularizer
     assert loaded.scale == learner.scale
@@ -225,34 +172,23 @@ def test_keras_round_trip_resumes_exactly(tmp_path):
 
 
 def test_saved_model_exports(tmp_path):
-    x, y = cluster_tasks(32, seed=5)
-    learner = km.R2D2(mlp_embedding(batchnorm=True), bn_mode="running")
+    x, y = noisy_cluster_tasks(32, shots=5, seed=5)
+    learner = km.R2D2(relu_mlp(batchnorm=True), bn_mode="running")
     learner.compile(optimizer=keras.optimizers.Adam(1e-2))
     learner.fit(x, y, batch_size=16, epochs=1, verbose=0)
     expected = learner.predict({k: v[:1] for k, v in x.items()}, verbose=0)[0]
 
-    adapted = learner.adapt(x["support_x"][0], x["support_y"][0])
+    adapted, meta = assert_exports_serve(
+        learner, x, tmp_path, expected, rtol=1e-4, atol=1e-4, serve_tol=(1e-6, 1e-6)
+    )
     # A plain Dense head: the adapted model needs no keras_meta.
     assert isinstance(adapted.layers[-1], keras.layers.Dense)
     np.testing.assert_allclose(
         adapted.predict(x["query_x"][0], verbose=0), expected, rtol=1e-4, atol=1e-4
     )
-    adapted.export(str(tmp_path / "adapted"), verbose=False)
-    served = tf.saved_model.load(str(tmp_path / "adapted"))
-    np.testing.assert_allclose(
-        served.serve(x["query_x"][0]).numpy(),
-        adapted.predict(x["query_x"][0], verbose=0),
-        rtol=1e-6,
-        atol=1e-6,
-    )
-
-    learner.export(str(tmp_path / "meta"), verbose=False)
-    meta = tf.saved_model.load(str(tmp_path / "meta"))
-    out = meta.adapt_and_predict(x["support_x"][0], x["support_y"][0], x["query_x"][0])
-    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
     # The export's support size is dynamic: 25 examples, more than the 16
     # embedding features, go through the primal form.
-    more = cluster_tasks(1, shots=5, seed=6)[0]
+    more = noisy_cluster_tasks(1, shots=5, seed=6)[0]
     out = meta.adapt_and_predict(more["support_x"][0], more["support_y"][0], more["query_x"][0])
     np.testing.assert_allclose(
         out.numpy(), learner.predict(more, verbose=0)[0], rtol=1e-4, atol=1e-4
@@ -263,7 +199,7 @@ def test_saved_model_exports(tmp_path):
 # Errors.
 # ---------------------------------------------------------------------------
 def test_bad_arguments():
-    net = mlp_embedding()
+    net = relu_mlp()
     with pytest.raises(ValueError, match="l2_regularizer"):
         km.R2D2(net, l2_regularizer=0.0)
     with pytest.raises(ValueError, match="l2_regularizer"):
@@ -280,6 +216,6 @@ def test_bad_arguments():
         ridge_weights(np.ones((2, 2)), np.ones((2, 2)), 1.0, solver="qr")
     learner = km.R2D2(net)
     learner.compile(optimizer="adam")
-    x, _ = cluster_tasks(1, seed=0)
+    x, _ = noisy_cluster_tasks(1, shots=5, seed=0)
     with pytest.raises(ValueError, match="takes no `steps`"):
         learner.adapt(x["support_x"][0], x["support_y"][0], steps=2)
