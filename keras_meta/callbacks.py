@@ -21,7 +21,7 @@ def write_scalars(writer, scalars: dict, step: int) -> None:
 
     Example:
 
-    >>> writer = tf.summary.create_file_writer("/tmp/km_logs")
+    >>> writer = tf.summary.create_file_writer("logs")
     >>> write_scalars(writer, {"accuracy": 0.9}, step=0)
     """
     summary = tf.compat.v1.Summary(
@@ -62,7 +62,7 @@ class ScalarLogger(keras.callbacks.Callback):
     Example:
 
     >>> import keras, keras_meta as km
-    >>> logger = km.callbacks.ScalarLogger("/tmp/km_logs")
+    >>> logger = km.callbacks.ScalarLogger("logs")
     """
 
     def __init__(self, log_dir):

@@ -23,7 +23,13 @@ EVAL_QUERIES = 100
 
 
 def sinusoid_mlp() -> keras.Model:
-    """The MAML paper's regression network: 1-40-40-1 with ReLU."""
+    """The MAML paper's regression network: 1-40-40-1 with ReLU.
+
+    Example:
+
+    >>> sinusoid_mlp().count_params()
+    1761
+    """
     return keras.Sequential(
         [
             keras.Input((1,), name="x"),
@@ -50,7 +56,7 @@ def run_demo(
 
     Example:
 
-    >>> results = run_demo(iterations=50, out_dir="/tmp/demo", eval_tasks=20,
+    >>> results = run_demo(iterations=50, out_dir="demo_output", eval_tasks=20,
     ...                    verbose=0)  # doctest: +SKIP
     >>> sorted(results["mse"])                              # doctest: +SKIP
     ['1', '10']

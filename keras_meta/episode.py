@@ -24,7 +24,16 @@ EPISODE_KEYS = ("support_x", "support_y", "query_x")
 
 
 class Episodes(NamedTuple):
-    """A validated batch of episodes (leading axis B) or a single episode."""
+    """A validated batch of episodes (leading axis B) or a single episode.
+
+    Example:
+
+    >>> import numpy as np
+    >>> ep = Episodes(np.zeros((2, 5, 3)), np.zeros((2, 5), "int32"),
+    ...               np.zeros((2, 4, 3)), None)
+    >>> ep.episode(1).support_x.shape
+    (5, 3)
+    """
 
     support_x: tf.Tensor
     support_y: tf.Tensor
@@ -206,6 +215,15 @@ def check_label_range(labels, num_outputs: int, name: str):
     Known values raise a `ValueError` at once; traced values get run-time
     asserts that the returned tensor depends on, so that they fire before
     any op (such as the loss) consumes a wrong label.
+
+    Example:
+
+    >>> check_label_range(tf.constant([0, 2]), 3, "support_y").numpy().tolist()
+    [0, 2]
+    >>> check_label_range(tf.constant([0, 3]), 3, "support_y")
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected the labels in `support_y` to lie in [0, 3) because the model has 3 outputs; received labels from 0 to 3.
     """
     value = tf.get_static_value(labels)
     if value is not None:

@@ -9,7 +9,18 @@ from keras_meta.episode import Episodes
 
 
 def episode_signature(learner, input_shape=None, label_shape=None, label_dtype=None):
-    """`tf.TensorSpec`s of one episode: (support_x, support_y, query_x)."""
+    """`tf.TensorSpec`s of one episode: (support_x, support_y, query_x).
+
+    Taken from the episodes the learner has seen, or from the arguments.
+
+    Example:
+
+    >>> import keras, keras_meta as km
+    >>> net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
+    >>> specs = episode_signature(km.MAML(net), input_shape=(3,))
+    >>> [tuple(s.shape) for s in specs]
+    [(None, 3), (None,), (None, 3)]
+    """
     spec = dict(learner._episode_spec or {})
     if input_shape is not None:
         spec["input_shape"] = list(input_shape)

@@ -77,8 +77,8 @@ def plot_history(
     Example:
 
     >>> plot_history({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]},
-    ...              "/tmp/curves.png")
-    '/tmp/curves.png'
+    ...              "curves.png")
+    'curves.png'
     """
     if isinstance(history, (str, os.PathLike)):
         history = read_history(history)
@@ -156,8 +156,8 @@ def plot_regression_adaptation(
     >>> learner = km.MAML(net, inner_learning_rate=0.01, inner_steps=1)
     >>> learner.compile(optimizer="adam", loss="mse")
     >>> tasks = km.data.sinusoid(shots=10, queries=50, seed=0, num_episodes=2)
-    >>> plot_regression_adaptation(learner, tasks, "/tmp/adapt.png", num_tasks=2)
-    '/tmp/adapt.png'
+    >>> plot_regression_adaptation(learner, tasks, "adapt.png", num_tasks=2)
+    'adapt.png'
     """
     plt = _pyplot()
     tasks = list(episodes.take(num_tasks).as_numpy_iterator())

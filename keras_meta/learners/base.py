@@ -57,7 +57,20 @@ class MetaLearner(keras.Model):
             always uses batch statistics and updates the moving statistics,
             so both modes can evaluate the same trained learner.
 
-    Subclasses implement `adapt_episode`.
+    Subclasses implement `adapt_episode`. A learner that does not adapt at
+    all (a transfer-learning baseline) is four lines:
+
+    >>> import keras, keras_meta as km
+    >>> class NoAdaptation(km.MetaLearner):
+    ...     def adapt_episode(self, episode, state, training):
+    ...         pred, state, _ = self.forward(
+    ...             self.meta_params(), state, episode.query_x, training)
+    ...         return pred, state
+    >>> net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    >>> learner = NoAdaptation(net)
+    >>> learner.compile(optimizer="sgd", loss="mse")
+    >>> tasks = km.data.sinusoid(seed=0).batch(4)
+    >>> history = learner.fit(tasks, steps_per_epoch=2, verbose=0)
     """
 
     def __init__(self, model, bn_mode: str = "transductive", **kwargs):

@@ -46,6 +46,21 @@ class GradientLearner(MetaLearner):
             serialisable; prefer names). The others are shared across tasks
             and only meta-learned.
         bn_mode: see `MetaLearner`.
+
+    An algorithm overrides `inner_update` (the update rule), `adapted_mask`
+    (which weights adapt) or `episode_gradients` (the meta-gradient); e.g. an
+    inner loop with a step size that halves at every step:
+
+    >>> import keras, keras_meta as km, tensorflow as tf
+    >>> class HalvingMAML(km.GradientLearner):
+    ...     def inner_update(self, step, index, param, grad):
+    ...         rate = tf.constant(self.inner_learning_rate / 2**step, param.dtype)
+    ...         return param - rate * grad
+    >>> net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    >>> learner = HalvingMAML(net, inner_learning_rate=0.1, inner_steps=3)
+    >>> learner.compile(optimizer="adam", loss="mse")
+    >>> history = learner.fit(km.data.sinusoid(seed=0).batch(4),
+    ...                       steps_per_epoch=2, verbose=0)
     """
 
     def __init__(
@@ -228,7 +243,16 @@ class GradientLearner(MetaLearner):
 
 
 def clone_with_weights(model: keras.Model, params, state) -> keras.Model:
-    """A standalone copy of `model` with the given trainable/non-trainable values."""
+    """A standalone copy of `model` with the given trainable/non-trainable values.
+
+    Example:
+
+    >>> import keras
+    >>> net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> copy = clone_with_weights(net, [tf.ones((2, 1)), tf.zeros((1,))], [])
+    >>> copy.predict(tf.ones((1, 2)), verbose=0).tolist()
+    [[2.0]]
+    """
     try:
         clone = keras.models.clone_model(model)
     except Exception as e:
