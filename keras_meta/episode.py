@@ -223,7 +223,7 @@ def check_label_range(labels, num_outputs: int, name: str):
     >>> check_label_range(tf.constant([0, 3]), 3, "support_y")
     Traceback (most recent call last):
     ...
-    ValueError: Expected the labels in `support_y` to lie in [0, 3) because the model has 3 outputs; received labels from 0 to 3.
+    ValueError: Expected the labels in `support_y` to lie in [0, 3) ...
     """
     value = tf.get_static_value(labels)
     if value is not None:
