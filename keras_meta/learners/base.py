@@ -336,6 +336,7 @@ class MetaLearner(keras.Model):
         }
         self._episode_spec = spec
         self._build_model(feature, spec["input_dtype"])
+        self.built = True
 
     def _num_outputs(self):
         if self.model.built and self._episode_spec:
