@@ -1,18 +1,24 @@
-"""Meta-training throughput (tasks/s) and peak memory of MAML.
+"""Meta-training throughput: this tree against a baseline commit, in one run.
 
-Prints one table row per configuration: the conv4 network of the MAML paper
-(4 x [64 filters 3x3, BatchNorm, ReLU, 2x2 max-pool]) on 28x28x1 inputs,
-5-way 1-shot 15-query, meta-batch 8 and 32, 1 and 5 inner steps, first and
-second order; and the sinusoid MLP (1-40-40-1, K=10, meta-batch 25).
+For each workload (the training step of a protocol, on one constant batch so
+that only the step is measured; the sampler has `benchmarks/episodes.py`), the
+script times this working tree and a baseline commit checked out in a
+`git worktree`, alternating the two, each run in a fresh subprocess (its own
+peak memory), best of `--repeats`. It prints, per workload: ms per step and
+tasks/s of both, the speed-up, the floating-point work of one step (counted
+from the traced graph: convolutions and matrix products, forward and
+backward, inner and outer loop), the GFLOP/s that achieves and that as a
+fraction of the machine's float32 matmul rate (a 2048x2048 `tf.matmul`,
+measured by the same script), peak memory, and where PyTorch is installed,
+the same MAML step written with `torch.func` (`benchmarks/peers/`).
 
-Each configuration runs in a fresh subprocess so that its peak memory (peak
-RSS on CPU; TensorFlow's peak allocator bytes on GPU) is its own. Data comes
-from one constant batch, so the numbers measure the training step only (the
-episode sampler has its own benchmark, `benchmarks/episodes.py`).
+    python benchmarks/throughput.py                      # every workload
+    python benchmarks/throughput.py --workloads maml-5w1s,protonet-60w
+    python benchmarks/throughput.py --baseline HEAD~3 --repeats 5
+    python benchmarks/throughput.py --jit                # XLA (jit_compile=True)
 
-    python benchmarks/throughput.py                # full table
-    python benchmarks/throughput.py --quick        # fewer configurations
-    python benchmarks/throughput.py --jit          # XLA (compile(jit_compile=True))
+The machines this project runs on are shared: compare the ratios of one run,
+not absolute numbers across runs.
 """
 
 from __future__ import annotations
@@ -22,41 +28,80 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+# The last commit before the throughput work (issue 8); any ref works.
+DEFAULT_BASELINE = "ff6e6e2"
+
+# Omniglot protocols of the presets (see `keras-meta presets`): MAML's strided
+# conv4 without BatchNorm scale; ProtoNets' max-pooling conv4 embedding.
+WORKLOADS = {
+    "maml-5w1s": dict(
+        algorithm="maml", model="conv4-strided", ways=5, shots=1, queries=1,
+        meta_batch=32, inner_steps=1, inner_lr=0.4, first_order=False,
+    ),
+    "fomaml-5w1s": dict(
+        algorithm="maml", model="conv4-strided", ways=5, shots=1, queries=1,
+        meta_batch=32, inner_steps=1, inner_lr=0.4, first_order=True,
+    ),
+    "maml-20w1s": dict(
+        algorithm="maml", model="conv4-strided", ways=20, shots=1, queries=1,
+        meta_batch=16, inner_steps=5, inner_lr=0.1, first_order=False,
+    ),
+    "protonet-60w": dict(
+        algorithm="protonet", model="conv4-max", ways=60, shots=1, queries=5,
+        meta_batch=1,
+    ),
+    "maml-sinusoid": dict(
+        algorithm="maml", model="mlp", ways=None, shots=10, queries=10,
+        meta_batch=25, inner_steps=1, inner_lr=0.01, first_order=False,
+    ),
+}  # fmt: skip
 
 
-def conv4(ways: int):
-    import keras
-
-    layers = [keras.Input((28, 28, 1))]
-    for _ in range(4):
-        layers += [
-            keras.layers.Conv2D(64, 3, padding="same"),
-            keras.layers.BatchNormalization(),
-            keras.layers.ReLU(),
-            keras.layers.MaxPooling2D(2),
-        ]
-    layers += [keras.layers.Flatten(), keras.layers.Dense(ways)]
-    return keras.Sequential(layers)
-
-
-def run_one(cfg: dict) -> dict:
+# ----------------------------------------------------------------------------
+# Worker: one workload, with whichever keras_meta PYTHONPATH points at.
+# ----------------------------------------------------------------------------
+def _build(cfg):
     import keras
     import numpy as np
-    import tensorflow as tf
 
     import keras_meta as km
-    from keras_meta.demo import sinusoid_mlp
+
+    try:  # where the model zoo lives may move; both trees must run this.
+        from keras_meta.models import conv4
+    except ImportError:
+        from keras_meta.presets import conv4
 
     rng = np.random.default_rng(0)
-    b = cfg["meta_batch"]
-    if cfg["model"] == "conv4":
-        ways, shots, queries = 5, 1, 15
-        model = conv4(ways)
+    b, ways, shots, queries = cfg["meta_batch"], cfg["ways"], cfg["shots"], cfg["queries"]
+    if cfg["model"] == "mlp":
+        model = keras.Sequential(
+            [
+                keras.Input((1,)),
+                keras.layers.Dense(40, activation="relu"),
+                keras.layers.Dense(40, activation="relu"),
+                keras.layers.Dense(1),
+            ]
+        )
+        x = {
+            "support_x": rng.uniform(-5, 5, (b, shots, 1)).astype("float32"),
+            "support_y": rng.normal(size=(b, shots, 1)).astype("float32"),
+            "query_x": rng.uniform(-5, 5, (b, queries, 1)).astype("float32"),
+        }
+        y = rng.normal(size=(b, queries, 1)).astype("float32")
+        loss = "mse"
+    else:
+        pooling = "strided" if cfg["model"] == "conv4-strided" else "max"
+        head = ways if cfg["algorithm"] != "protonet" else None
+        model = conv4((28, 28, 1), num_outputs=head, pooling=pooling, bn_scale=pooling == "max")
         x = {
             "support_x": rng.random((b, ways * shots, 28, 28, 1), "float32"),
             "support_y": np.tile(np.arange(ways).repeat(shots), (b, 1)).astype("int32"),
@@ -64,123 +109,247 @@ def run_one(cfg: dict) -> dict:
         }
         y = np.tile(np.arange(ways).repeat(queries), (b, 1)).astype("int32")
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        lr = 0.4
+    if cfg["algorithm"] == "protonet":
+        learner = km.ProtoNet(model, ways=ways)
     else:
-        model = sinusoid_mlp()
-        x = {
-            "support_x": rng.uniform(-5, 5, (b, 10, 1)).astype("float32"),
-            "support_y": rng.normal(size=(b, 10, 1)).astype("float32"),
-            "query_x": rng.uniform(-5, 5, (b, 10, 1)).astype("float32"),
-        }
-        y = rng.normal(size=(b, 10, 1)).astype("float32")
-        loss = "mse"
-        lr = 0.01
-    learner = km.MAML(
-        model,
-        inner_learning_rate=lr,
-        inner_steps=cfg["inner_steps"],
-        first_order=cfg["first_order"],
-    )
+        learner = km.MAML(
+            model,
+            inner_learning_rate=cfg["inner_lr"],
+            inner_steps=cfg["inner_steps"],
+            first_order=cfg["first_order"],
+        )
     learner.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=cfg["jit"])
+    return learner, x, y
+
+
+# Floating-point operations of the ops that dominate a training step.
+def _op_flops(op) -> int:
+    import numpy as np
+
+    def shape(t):
+        s = t.shape
+        return None if s.rank is None or None in s.as_list() else s.as_list()
+
+    t = op.type
+    if t in ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"):
+        if t == "Conv2D":
+            filt, out = shape(op.inputs[1]), shape(op.outputs[0])
+        elif t == "Conv2DBackpropInput":
+            filt, out = shape(op.inputs[1]), shape(op.inputs[2])
+        else:
+            filt, out = shape(op.outputs[0]), shape(op.inputs[2])
+        if filt is None or out is None:
+            return 0
+        return 2 * int(np.prod(out)) * filt[0] * filt[1] * filt[2]
+    if t in ("MatMul", "BatchMatMulV2", "BatchMatMulV3"):
+        a, out = shape(op.inputs[0]), shape(op.outputs[0])
+        if a is None or out is None:
+            return 0
+        transpose = op.get_attr("transpose_a" if t == "MatMul" else "adj_x")
+        k = a[-2] if transpose else a[-1]
+        return 2 * int(np.prod(out)) * k
+    return 0
+
+
+def _graph_flops(graph, episodes: int) -> int:
+    """FLOPs of one call of `graph`; a While body runs once per episode."""
+    total = 0
+    for op in graph.get_operations():
+        if op.type in ("While", "StatelessWhile"):
+            body = graph._get_function(op.get_attr("body").name)
+            total += episodes * _graph_flops(body.graph, episodes)
+        elif op.type in ("If", "StatelessIf"):
+            branches = ("then_branch", "else_branch")
+            total += max(
+                _graph_flops(graph._get_function(op.get_attr(k).name).graph, episodes)
+                for k in branches
+            )
+        elif op.type in ("PartitionedCall", "StatefulPartitionedCall"):
+            total += _graph_flops(graph._get_function(op.get_attr("f").name).graph, episodes)
+        else:
+            total += _op_flops(op)
+    return total
+
+
+def run_one(cfg: dict) -> dict:
+    import tensorflow as tf
+
+    learner, x, y = _build(cfg)
     data = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
     gpus = tf.config.list_physical_devices("GPU")
-    warmup = 3
-    learner.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
+    learner.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+    flops = _graph_flops(
+        tf.function(learner.train_step)
+        .get_concrete_function(tf.nest.map_structure(tf.constant, (x, y)))
+        .graph,
+        cfg["meta_batch"],
+    )
     if gpus:
         tf.config.experimental.reset_memory_stats("GPU:0")
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     steps = cfg["steps"]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     learner.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
     seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     if gpus:
         peak_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         **cfg,
-        "tasks_per_s": steps * b / seconds,
         "step_ms": 1000 * seconds / steps,
+        "cpu_ms": 1000 * cpu / steps,
+        "tasks_per_s": steps * cfg["meta_batch"] / seconds,
+        "gflop": flops / 1e9,
         "peak_mb": peak_mb,
-        "rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024,
         "device": "GPU" if gpus else "CPU",
     }
 
 
-def configurations(quick: bool, jit: bool, steps: int) -> list[dict]:
-    cfgs = []
-    for meta_batch in (8,) if quick else (8, 32):
-        for inner_steps in (1, 5):
-            for first_order in (True, False):
-                cfgs.append(
-                    dict(
-                        model="conv4",
-                        meta_batch=meta_batch,
-                        inner_steps=inner_steps,
-                        first_order=first_order,
-                        jit=jit,
-                        steps=steps,
-                    )
-                )
-    cfgs.append(
-        dict(
-            model="sinusoid_mlp",
-            meta_batch=25,
-            inner_steps=1,
-            first_order=False,
-            jit=jit,
-            steps=steps * 10,
-        )
+def matmul_gflops(size: int = 2048, repeats: int = 20) -> float:
+    """The float32 `tf.matmul` rate of this machine (best of a few runs)."""
+    import tensorflow as tf
+
+    a = tf.random.normal([size, size])
+    mm = tf.function(lambda a: tf.matmul(a, a))
+    mm(a).numpy()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            r = mm(a)
+        r.numpy()
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return 2 * size**3 / best / 1e9
+
+
+# ----------------------------------------------------------------------------
+# Driver.
+# ----------------------------------------------------------------------------
+def _run(tree: str, cfg: dict) -> dict:
+    env = {**os.environ, "PYTHONPATH": tree, "KERAS_BACKEND": "tensorflow"}
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--single", json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tree,
     )
-    return cfgs
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"{cfg['name']} failed in {tree}: {tail}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _peer(cfg: dict, steps: int) -> dict | None:
+    if cfg["algorithm"] != "maml" or cfg["model"] != "conv4-strided":
+        return None
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return None
+    best = None
+    for mode in ("vmap", "loop"):
+        cmd = [
+            sys.executable, os.path.join(HERE, "peers", "torch_maml.py"),
+            "--ways", str(cfg["ways"]), "--shots", str(cfg["shots"]),
+            "--queries", str(cfg["queries"]), "--meta-batch", str(cfg["meta_batch"]),
+            "--inner-steps", str(cfg["inner_steps"]), "--inner-lr", str(cfg["inner_lr"]),
+            "--mode", mode, "--steps", str(steps), "--warmup", "2", "--json",
+        ] + (["--first-order"] if cfg["first_order"] else [])  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode == 0:
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            if best is None or row["tasks_per_s"] > best["tasks_per_s"]:
+                best = row
+    return best
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git ref to compare with")
+    parser.add_argument("--no-baseline", action="store_true", help="time this tree only")
+    parser.add_argument("--repeats", type=int, default=3, help="alternated runs of each tree")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per run")
     parser.add_argument("--jit", action="store_true", help="compile with XLA")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per config")
+    parser.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
     parser.add_argument("--single", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.single:
         print(json.dumps(run_one(json.loads(args.single))))
         return
+    names = [n for n in args.workloads.split(",") if n]
+    unknown = sorted(set(names) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; known: {', '.join(WORKLOADS)}")
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(here)}
-    rows = []
-    print(
-        f"# MAML meta-training throughput — {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, python {platform.python_version()}"
-    )
-    header = "| model | meta-batch | inner steps | order | XLA | tasks/s | ms/step | peak MB |"
-    print(header)
-    print("|" + "---|" * 8)
-    for cfg in configurations(args.quick, args.jit, args.steps):
-        out = subprocess.run(
-            [sys.executable, __file__, "--single", json.dumps(cfg)],
+    trees = {"this": ROOT}
+    tmp = None
+    if not args.no_baseline:
+        tmp = tempfile.mkdtemp(prefix="km-baseline-")
+        base = os.path.join(tmp, "tree")
+        subprocess.run(
+            ["git", "-C", ROOT, "worktree", "add", "--detach", base, args.baseline],
+            check=True,
             capture_output=True,
-            text=True,
-            env=env,
         )
-        if out.returncode != 0:
-            print(f"| {cfg} | failed: {out.stderr.strip().splitlines()[-1]} |")
-            continue
-        row = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        order = "1st" if row["first_order"] else "2nd"
-        print(
-            f"| {row['model']} | {row['meta_batch']} | {row['inner_steps']} | {order} | "
-            f"{'on' if row['jit'] else 'off'} | {row['tasks_per_s']:.1f} | "
-            f"{row['step_ms']:.0f} | {row['peak_mb']:.0f} |",
-            flush=True,
-        )
-    if rows:
-        print(f"\n(device: {rows[0]['device']}; peak MB is peak process RSS on CPU)")
+        trees["base"] = base
+    try:
+        _report(args, names, trees)
+    finally:
+        if tmp:
+            subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", trees["base"]])
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _report(args, names, trees) -> None:
+    ceiling = matmul_gflops()
+    print(
+        f"# Meta-training throughput — {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, python {platform.python_version()}; float32 matmul "
+        f"(2048²) {ceiling:.0f} GFLOP/s; best of {args.repeats} alternated runs, "
+        f"{args.steps} steps each; baseline {args.baseline if 'base' in trees else 'none'}"
+        f"{'; XLA on' if args.jit else ''}\n"
+    )
+    print(
+        "| workload | base ms/step | this ms/step | speed-up | this tasks/s | GFLOP/step "
+        "| GFLOP/s | of matmul | peak MB base / this | peer tasks/s (torch) | this / peer |"
+    )
+    print("|" + "---|" * 11)
+    rows = []
+    for name in names:
+        cfg = {**WORKLOADS[name], "name": name, "jit": args.jit, "steps": args.steps}
+        best: dict[str, dict] = {}
+        for _ in range(args.repeats):
+            for label, tree in trees.items():
+                row = _run(tree, cfg)
+                if label not in best or row["step_ms"] < best[label]["step_ms"]:
+                    best[label] = row
+        this = best["this"]
+        base = best.get("base")
+        peer = None if args.no_peer else _peer(cfg, args.steps)
+        gflops = this["gflop"] / (this["step_ms"] / 1000)
+        cells = [
+            name,
+            f"{base['step_ms']:.0f}" if base else "–",
+            f"{this['step_ms']:.0f}",
+            f"{base['step_ms'] / this['step_ms']:.2f}×" if base else "–",
+            f"{this['tasks_per_s']:.1f}",
+            f"{this['gflop']:.2f}",
+            f"{gflops:.1f}",
+            f"{100 * gflops / ceiling:.0f} %",
+            f"{base['peak_mb']:.0f} / {this['peak_mb']:.0f}" if base else f"{this['peak_mb']:.0f}",
+            f"{peer['tasks_per_s']:.1f} ({peer['peer']})" if peer else "–",
+            f"{this['tasks_per_s'] / peer['tasks_per_s']:.2f}" if peer else "–",
+        ]
+        print("| " + " | ".join(cells) + " |", flush=True)
+        rows.append({"workload": name, "this": this, "base": base, "peer": peer})
+    print(f"\n(device: {rows[0]['this']['device'] if rows else '?'}; peak MB = peak RSS on CPU)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump({"matmul_gflops": ceiling, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ loops, BatchNorm modes, persistence and export. An algorithm implements
 
 from __future__ import annotations
 
+import logging
+
 import keras
 import tensorflow as tf
 from keras.src import tree
@@ -21,6 +23,16 @@ from keras_meta._moments import exact_moments
 from keras_meta.episode import Episodes, check_label_range, unpack_episodes
 
 BN_MODES = ("transductive", "running")
+
+logger = logging.getLogger("keras_meta")
+
+# Episodes of a meta-batch whose graphs may run at the same time in the
+# episode loop (`tf.while_loop(parallel_iterations=...)`). Each episode's ops
+# are small, so running a few at once keeps the cores busy; results do not
+# change (gradients and state are still accumulated in episode order).
+DEFAULT_PARALLEL_EPISODES = 4
+# Under XLA, meta-batches up to this size are unrolled (see _unroll_episodes).
+MAX_UNROLLED_EPISODES = 8
 
 
 def _as_loss(loss) -> keras.losses.Loss:
@@ -56,6 +68,10 @@ class MetaLearner(keras.Model):
             the moving statistics gathered during meta-training). Meta-training
             always uses batch statistics and updates the moving statistics,
             so both modes can evaluate the same trained learner.
+        parallel_episodes: how many episodes of a meta-batch may run at the
+            same time (the `parallel_iterations` of the loop over episodes;
+            default 4). A speed setting only: results are identical for any
+            value; memory grows with it (one episode's graph each).
 
     Subclasses implement `adapt_episode`. A learner that does not adapt at
     all (a transfer-learning baseline) is four lines:
@@ -73,7 +89,13 @@ class MetaLearner(keras.Model):
     >>> history = learner.fit(tasks, steps_per_epoch=2, verbose=0)
     """
 
-    def __init__(self, model, bn_mode: str = "transductive", **kwargs):
+    def __init__(
+        self,
+        model,
+        bn_mode: str = "transductive",
+        parallel_episodes: int = DEFAULT_PARALLEL_EPISODES,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(model, keras.Model):
             raise TypeError(
@@ -82,8 +104,18 @@ class MetaLearner(keras.Model):
             )
         if bn_mode not in BN_MODES:
             raise ValueError(f"Expected `bn_mode` to be one of {BN_MODES}; received {bn_mode!r}.")
+        if (
+            isinstance(parallel_episodes, bool)
+            or not isinstance(parallel_episodes, int)
+            or parallel_episodes < 1
+        ):
+            raise ValueError(
+                f"Expected `parallel_episodes` to be an int >= 1; received {parallel_episodes!r}."
+            )
         self.model = model
         self.bn_mode = bn_mode
+        self.parallel_episodes = parallel_episodes
+        self._warned_jit_loop = False
         self._episode_loss_fn = None
         # Learned from the data at trace time; used by export and saved with
         # the build config.
@@ -180,6 +212,7 @@ class MetaLearner(keras.Model):
             {
                 "model": keras.saving.serialize_keras_object(self.model),
                 "bn_mode": self.bn_mode,
+                "parallel_episodes": self.parallel_episodes,
             }
         )
         return config
@@ -359,33 +392,70 @@ class MetaLearner(keras.Model):
         `fn(episode, state, weight) -> (grads or [], loss, pred, state)`.
         Returns `(summed_grads, losses [B], preds [B, ...], final_state)`.
         """
-        b = tf.shape(eps.support_x)[0]
-        weight = 1.0 / tf.cast(b, self._pred_dtype())
+        static_b = eps.support_x.shape[0]
+        b = tf.shape(eps.support_x)[0] if static_b is None else static_b
         dtype = self._pred_dtype()
+        weight = 1.0 / tf.cast(b, dtype)
         grads0 = [tf.zeros(v.shape, v.dtype) for v in (grads_like or [])]
         state0 = self.model_state()
+
+        def step(i, grads, state):
+            g, loss, pred, new_state = fn(eps.episode(i), state, weight)
+            grads = [a + tf.cast(d, a.dtype) for a, d in zip(grads, g)]
+            new_state = [tf.cast(tf.stop_gradient(s), s0.dtype) for s, s0 in zip(new_state, state)]
+            return grads, new_state, tf.cast(loss, dtype), tf.cast(pred, dtype)
+
+        if self._unroll_episodes(static_b):
+            grads, state, losses, preds = grads0, state0, [], []
+            for i in range(static_b):
+                grads, state, loss, pred = step(i, grads, state)
+                losses.append(loss)
+                preds.append(pred)
+            return grads, tf.stack(losses), tf.stack(preds), state
+
         loss_ta = tf.TensorArray(dtype, size=b)
         pred_ta = tf.TensorArray(dtype, size=b)
 
         def body(i, grads, state, loss_ta, pred_ta):
-            g, loss, pred, new_state = fn(eps.episode(i), state, weight)
-            grads = [a + tf.cast(d, a.dtype) for a, d in zip(grads, g)]
-            new_state = [tf.cast(tf.stop_gradient(s), s0.dtype) for s, s0 in zip(new_state, state)]
-            return (
-                i + 1,
-                grads,
-                new_state,
-                loss_ta.write(i, tf.cast(loss, dtype)),
-                pred_ta.write(i, tf.cast(pred, dtype)),
-            )
+            grads, state, loss, pred = step(i, grads, state)
+            return i + 1, grads, state, loss_ta.write(i, loss), pred_ta.write(i, pred)
 
         _, grads, state, loss_ta, pred_ta = tf.while_loop(
             lambda i, *_: i < b,
             body,
             (tf.constant(0), grads0, state0, loss_ta, pred_ta),
-            parallel_iterations=1,
+            parallel_iterations=self.parallel_episodes,
         )
         return grads, loss_ta.stack(), pred_ta.stack(), state
+
+    def _unroll_episodes(self, static_b) -> bool:
+        """Whether the loop over episodes is unrolled (XLA with a small static B).
+
+        XLA on CPU runs a while loop whose body holds convolution gradients
+        (the inner loop) 10-30x slower than the same ops outside a loop, and
+        compiling an unrolled meta-batch takes minutes past a few episodes
+        (docs/performance.md). So with XLA a static B up to
+        `MAX_UNROLLED_EPISODES` is unrolled; otherwise the loop stays and a
+        warning names the cost.
+        """
+        if not getattr(self, "jit_compile", False):
+            return False
+        if static_b is not None and static_b <= MAX_UNROLLED_EPISODES:
+            return True
+        if not self._warned_jit_loop and not tf.config.list_physical_devices("GPU"):
+            self._warned_jit_loop = True
+            size = "of unknown size" if static_b is None else f"of {static_b} episodes"
+            logger.warning(
+                "jit_compile=True with a meta-batch %s: the episodes run in a "
+                "tf.while_loop, which XLA on CPU executes 10-30x slower than "
+                "without XLA when the loop differentiates through convolutions. "
+                "Compile with jit_compile=False on CPU, or use a static meta-batch "
+                "of at most %d episodes (`.batch(B, drop_remainder=True)`), which "
+                "is unrolled.",
+                size,
+                MAX_UNROLLED_EPISODES,
+            )
+        return False
 
     def _eval_fn(self, with_loss: bool):
         def fn(episode, state, weight):
