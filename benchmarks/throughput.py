@@ -171,9 +171,27 @@ def _graph_flops(graph, episodes: int) -> int:
     return total
 
 
+def _import_from(tree: str) -> str:
+    """Makes `import keras_meta` load the package of `tree`.
+
+    An editable install (`pip install -e`) puts a finder on `sys.meta_path`
+    that wins over PYTHONPATH; drop it so that the baseline worktree's package,
+    not the installed one, is timed.
+    """
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in repr(f)]
+    sys.path.insert(0, tree)
+    import keras_meta
+
+    location = os.path.abspath(keras_meta.__file__)
+    if not location.startswith(os.path.abspath(tree) + os.sep):
+        raise RuntimeError(f"keras_meta was imported from {location}, not from {tree}.")
+    return location
+
+
 def run_one(cfg: dict) -> dict:
     import tensorflow as tf
 
+    package = _import_from(cfg["tree"])
     learner, x, y = _build(cfg)
     data = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
     gpus = tf.config.list_physical_devices("GPU")
@@ -203,6 +221,7 @@ def run_one(cfg: dict) -> dict:
         "gflop": flops / 1e9,
         "peak_mb": peak_mb,
         "device": "GPU" if gpus else "CPU",
+        "package": package,
     }
 
 
@@ -227,9 +246,9 @@ def matmul_gflops(size: int = 2048, repeats: int = 20) -> float:
 # Driver.
 # ----------------------------------------------------------------------------
 def _run(tree: str, cfg: dict) -> dict:
-    env = {**os.environ, "PYTHONPATH": tree, "KERAS_BACKEND": "tensorflow"}
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
     out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--single", json.dumps(cfg)],
+        [sys.executable, os.path.abspath(__file__), "--single", json.dumps({**cfg, "tree": tree})],
         capture_output=True,
         text=True,
         env=env,
@@ -315,9 +334,10 @@ def _report(args, names, trees) -> None:
     )
     print(
         "| workload | base ms/step | this ms/step | speed-up | this tasks/s | GFLOP/step "
-        "| GFLOP/s | of matmul | peak MB base / this | peer tasks/s (torch) | this / peer |"
+        "| GFLOP/s | of matmul | CPU s/step base / this | peak MB base / this "
+        "| peer tasks/s (torch) | this / peer |"
     )
-    print("|" + "---|" * 11)
+    print("|" + "---|" * 12)
     rows = []
     for name in names:
         cfg = {**WORKLOADS[name], "name": name, "jit": args.jit, "steps": args.steps}
@@ -340,6 +360,7 @@ def _report(args, names, trees) -> None:
             f"{this['gflop']:.2f}",
             f"{gflops:.1f}",
             f"{100 * gflops / ceiling:.0f} %",
+            (f"{base['cpu_ms'] / 1000:.2f} / " if base else "") + f"{this['cpu_ms'] / 1000:.2f}",
             f"{base['peak_mb']:.0f} / {this['peak_mb']:.0f}" if base else f"{this['peak_mb']:.0f}",
             f"{peer['tasks_per_s']:.1f} ({peer['peer']})" if peer else "–",
             f"{this['tasks_per_s'] / peer['tasks_per_s']:.2f}" if peer else "–",
