@@ -212,7 +212,7 @@ def run_one(cfg: dict) -> dict:
     if gpus:
         peak_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
     else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_mb = _peak_rss_mb()
     return {
         **cfg,
         "step_ms": 1000 * seconds / steps,
@@ -223,6 +223,23 @@ def run_one(cfg: dict) -> dict:
         "device": "GPU" if gpus else "CPU",
         "package": package,
     }
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory.
+
+    `ru_maxrss` starts a child at its parent's peak (it survives fork and
+    exec on Linux), so read the process's own high-water mark where there is
+    one.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 20) -> float:
