@@ -142,6 +142,8 @@ def _add_train_parser(sub):
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
     # Interrupts training after N epochs: tests resumption end to end.
     p.add_argument("--fail-after-epochs", type=int, help=argparse.SUPPRESS)
+    # Kills the process after N training batches: tests a crash mid-epoch.
+    p.add_argument("--crash-after-batches", type=int, help=argparse.SUPPRESS)
     return p
 
 
@@ -322,6 +324,7 @@ def main(argv=None) -> int:
                     overrides,
                     verbose=args.verbose,
                     fail_after_epochs=args.fail_after_epochs,
+                    crash_after_batches=args.crash_after_batches,
                     argv=["keras-meta"] + args.argv,
                 )
             except KeyboardInterrupt:

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 
@@ -401,6 +402,24 @@ class _RunProgress(keras.callbacks.Callback):
         _write_json(self.path, state)
 
 
+class _CrashAfterBatches(keras.callbacks.Callback):
+    """Kills the process after a number of training batches (tests of a crash
+    in the middle of an epoch: no exception, no clean-up, as when a machine
+    is lost)."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+        self.seen = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen >= self.batches:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
 class _FailAfterEpochs(keras.callbacks.Callback):
     """Interrupts training after a number of epochs (tests of resumption)."""
 
@@ -441,6 +460,7 @@ def train(
     verbose="auto",
     fail_after_epochs: int | None = None,
     argv=None,
+    crash_after_batches: int | None = None,
 ) -> dict:
     """Trains (or resumes) a run; returns the final `run.json` state.
 
@@ -451,6 +471,8 @@ def train(
         verbose: `fit`'s verbosity (the Keras progress bar by default).
         fail_after_epochs: interrupt after this many epochs of this call
             (for tests of resumption).
+        crash_after_batches: kill the process after this many training
+            batches of this call (for tests of resumption after a crash).
         argv: the command line, recorded in `config.json`.
 
     Example:
@@ -524,6 +546,8 @@ def train(
     ]
     if fail_after_epochs:
         callbacks.append(_FailAfterEpochs(fail_after_epochs))
+    if crash_after_batches:
+        callbacks.append(_CrashAfterBatches(crash_after_batches))
     if start_epoch and verbose:
         print(f"Resuming {run_dir} at epoch {start_epoch + 1}/{epochs}.")
     learner.fit(

@@ -37,12 +37,66 @@ def _seed_and_clear():
     keras.backend.clear_session()
 
 
-@pytest.fixture
+# .ci/run sets this when the real data is there, so that a real-data test
+# that skips (or a run that selects none) fails the run instead of passing.
+REQUIRE_REAL_DATA = "KERAS_META_REQUIRE_REAL_DATA"
+
+
+@pytest.fixture(scope="session")
 def omniglot_dir():
-    """The real Omniglot archives beside the repo, or skip."""
-    if not (OMNIGLOT_DIR / "images_background.zip").exists():
-        pytest.skip("real Omniglot archives not found at ../shared/data/omniglot")
+    """The real Omniglot archives beside the repo, or skip.
+
+    Tests that use this fixture are marked `real_data`.
+    """
+    if not all((OMNIGLOT_DIR / f"images_{s}.zip").exists() for s in ("background", "evaluation")):
+        pytest.skip(f"real Omniglot archives not found at {OMNIGLOT_DIR}")
     return OMNIGLOT_DIR
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "omniglot_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_data)
+
+
+_real_data_outcomes = {}
+
+
+def pytest_runtest_logreport(report):
+    if "real_data" not in report.keywords:
+        return
+    if report.skipped:
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        _real_data_outcomes[report.nodeid] = f"skipped ({reason})"
+    elif report.failed:
+        _real_data_outcomes[report.nodeid] = "failed"
+    elif report.when == "call":
+        _real_data_outcomes.setdefault(report.nodeid, "passed")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With KERAS_META_REQUIRE_REAL_DATA=1, a real-data test that skipped, or
+    a session that ran none of them, fails the session."""
+    if os.environ.get(REQUIRE_REAL_DATA) != "1" or exitstatus not in (0, 1):
+        return
+    skipped = {k: v for k, v in _real_data_outcomes.items() if v.startswith("skipped")}
+    problem = None
+    if skipped:
+        problem = "real-data tests skipped although the data is required:\n" + "\n".join(
+            f"  {k}: {v}" for k, v in skipped.items()
+        )
+    elif not _real_data_outcomes:
+        problem = "no real-data test ran although the data is required"
+    if problem:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"{REQUIRE_REAL_DATA}=1: {problem}"
+        if reporter is not None:
+            reporter.write_line("")
+            reporter.write_sep("=", "real-data check failed", red=True)
+            reporter.write_line(message, red=True)
+        else:
+            print(message, file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ conftest.py puts this folder on `sys.path`; import with `from helpers import ...
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 
@@ -73,6 +74,22 @@ def regression_batch(rng, b=2, s=5, q=4, d=3, target=np.sin):
 def episode_list(x, y):
     """The batch `(x, y)` as a list of `(support_x, support_y, query_x, query_y)`."""
     return [(x["support_x"][i], x["support_y"][i], x["query_x"][i], y[i]) for i in range(len(y))]
+
+
+# ---------------------------------------------------------------------------
+# Distribution.
+# ---------------------------------------------------------------------------
+def mirrored_strategy():
+    """A MirroredStrategy over two logical CPU devices (conftest.py sets them
+    up), or a skip that says why there are not two."""
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip(
+            f"MirroredStrategy needs two logical CPU devices; TensorFlow has {len(devices)} "
+            "(conftest.py splits the CPU before TensorFlow initialises its devices: an "
+            "earlier import initialised them)"
+        )
+    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
 
 
 # ---------------------------------------------------------------------------

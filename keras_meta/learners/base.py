@@ -515,10 +515,29 @@ class MetaLearner(keras.Model):
             eps, self.episode_gradients, grads_like=variables
         )
         self.optimizer.apply_gradients(zip(grads, variables))
+        state = self._sync_state_across_replicas(state)
         for v, s in zip(self.state_variables(), state):
             v.assign(s)
         self._update_loss_tracker(losses)
         return self.compute_metrics(x, y, preds, sample_weight=None)
+
+    def _sync_state_across_replicas(self, state):
+        """The mean over replicas of each replica's float state.
+
+        Under tf.distribute each replica carries the state (BatchNorm moving
+        statistics) through its own episodes. The state variables are
+        mirrored without an aggregation, so assigning each replica's value
+        would leave the copies out of sync (reads, saves and exports see the
+        first replica's, which saw only its share of the episodes); their
+        mean is assigned on every replica instead.
+        """
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return state
+        return [
+            context.all_reduce(tf.distribute.ReduceOp.MEAN, s) if s.dtype.is_floating else s
+            for s in state
+        ]
 
     def test_step(self, data):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -72,12 +73,42 @@ def _train_args(data, out, *extra):
         "8",
         "--inner-lr",
         "0.4",
+        # A seed whose validation accuracy peaks at the second of the three
+        # epochs, so that the choice of best.keras after a resume is tested.
+        "--seed",
+        "2",
         "--out",
         str(out),
         "--verbose",
         "0",
         *extra,
     ]
+
+
+FRACTIONS = [0.6, 0.2, 0.2]  # the folder dataset's default class split
+
+
+def _split_images(data, split_seed):
+    """`(images, labels, split)`: the folder's images and its seeded class split."""
+    images, labels, _ = km.data.image_folder(data, image_size=28, color_mode="grayscale")
+    return images, labels, km.data.split_classes(labels, FRACTIONS, seed=split_seed)
+
+
+def _fixed_episodes(images, labels, split, name, seed, num_episodes):
+    """The fixed 3-way 1-shot 2-query episodes of split `name`, from the data."""
+    x, y = split.select(name, images, labels)
+    sampler = km.data.EpisodeSampler(
+        x, y, ways=3, shots=1, queries=2, seed=seed, num_episodes=num_episodes
+    )
+    return sampler.dataset()
+
+
+def _numpy_accuracy(learner, episodes):
+    """Mean over the episodes of the query accuracy of the learner's predictions."""
+    x, y = next(iter(episodes.batch(1000)))
+    x = {k: x[k] for k in ("support_x", "support_y", "query_x")}
+    preds = learner.predict(x, verbose=0)
+    return float(np.mean(preds.argmax(-1) == y.numpy()))
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +120,7 @@ def trained_run(folders):
 
 
 def test_train_evaluate_adapt_end_to_end(folders, trained_run, capsys):
-    root, _, support = folders
+    root, data, support = folders
     run = trained_run
     for name in (
         "config.json",
@@ -117,8 +148,45 @@ def test_train_evaluate_adapt_end_to_end(folders, trained_run, capsys):
     assert "accuracy:" in printed and "± " in printed and "10 episodes" in printed
     record = json.loads((run / "evaluation.json").read_text())
     assert record["results"]["num_episodes"] == 10
-    assert 0.0 <= record["results"]["accuracy"] <= 1.0
-    assert record["split"] == "test" and (record["ways"], record["shots"]) == (3, 1)
+    assert record["split"] == "test" and record["checkpoint"] == "final"
+    assert (record["ways"], record["shots"], record["queries"]) == (3, 1, 2)
+
+    # The reported accuracy is that of the run's final learner on the
+    # recorded test episodes, rebuilt here from the data: the test classes of
+    # the seeded class split, episodes seeded as recorded.
+    config = stored["config"]
+    images, labels, split = _split_images(data, config["split_seed"])
+    test = _fixed_episodes(images, labels, split, "test", record["seed"], 10)
+    learner = keras.models.load_model(run / "learner.keras")
+    expected = km.evaluate(learner, test, num_episodes=10)
+    accuracy = _numpy_accuracy(learner, test)
+    assert expected["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert record["results"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert record["results"]["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert f"accuracy: {100 * accuracy:.2f}% ± " in printed
+
+    # Training, validation and test episodes draw from disjoint classes: the
+    # classes of the split they belong to (classes found by image content).
+    class_of = {image.tobytes(): label for image, label in zip(images, labels)}
+
+    def classes(dataset):
+        found = set()
+        for x, _ in dataset:
+            for key in ("support_x", "query_x"):
+                images_of_episodes = x[key].numpy().reshape(-1, 28, 28, 1)
+                found |= {class_of[image.tobytes()] for image in images_of_episodes}
+        return found
+
+    source = runs.EpisodeSource(config)
+    seen = {
+        "train": classes(source.train().take(10)),
+        "validation": classes(source.fixed("validation", 4)),
+        "test": classes(source.fixed("test", 10)),
+    }
+    assert [len(split[name]) for name in seen] == [9, 3, 3]
+    for name, found in seen.items():
+        assert found <= set(split[name].tolist()), name
+    assert len(seen["train"]) > 3 and len(seen["test"]) == 3
 
     adapted_dir = root / "adapted"
     assert main(["adapt", str(run), "--support", str(support), "--out", str(adapted_dir)]) == 0
@@ -137,11 +205,11 @@ def test_train_evaluate_adapt_end_to_end(folders, trained_run, capsys):
 def test_interrupted_training_resumes_at_the_right_epoch(folders, trained_run):
     root, data, _ = folders
     out = root / "resumed"
-    # Interrupted after 1 of 3 epochs.
-    assert main(_train_args(data, out, "--fail-after-epochs", "1")) == 130
+    # Interrupted after 2 of 3 epochs.
+    assert main(_train_args(data, out, "--fail-after-epochs", "2")) == 130
     metadata = json.loads((out / "backup" / "training_metadata.json").read_text())
-    assert metadata["epoch"] == 1
-    assert json.loads((out / "run.json").read_text())["epochs_done"] == 1
+    assert metadata["epoch"] == 2
+    assert json.loads((out / "run.json").read_text())["epochs_done"] == 2
 
     assert main(_train_args(data, out)) == 0
     history = read_history(out / "history.csv")
@@ -156,9 +224,71 @@ def test_interrupted_training_resumes_at_the_right_epoch(folders, trained_run):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     reference_history = read_history(trained_run / "history.csv")
     np.testing.assert_allclose(history["val_loss"], reference_history["val_loss"], rtol=1e-5)
+    # The check of best.keras has power: the best epoch came before the
+    # resumed one, so a resumed run that forgot the first session's best
+    # value would have saved its own first epoch as best.keras.
+    accuracy = history["val_accuracy"]
+    assert max(accuracy[:2]) >= accuracy[2], accuracy
+    _assert_best_checkpoint(out, trained_run, history)
 
     # A finished run is not trained again.
     assert main(_train_args(data, out)) == 2
+
+
+def _assert_best_checkpoint(run, reference, history):
+    """best.keras of a resumed run is that of the uninterrupted `reference`
+    run: the learner of the first epoch with the best validation accuracy,
+    whichever session trained it."""
+    accuracy = history["val_accuracy"]
+    best = int(np.argmax(accuracy))
+    loaded = keras.models.load_model(run / "best.keras")
+    expected = keras.models.load_model(reference / "best.keras")
+    for a, b in zip(loaded.get_weights(), expected.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Its validation loss is the history's at that epoch (the same 4 episodes).
+    record = runs.evaluate(run, num_episodes=4, split="validation", checkpoint="best", write=False)
+    assert record["results"]["loss"] == pytest.approx(history["val_loss"][best], rel=1e-5)
+    assert record["results"]["accuracy"] == pytest.approx(accuracy[best], abs=1e-6)
+
+
+@pytest.mark.slow  # a second process that imports TensorFlow: ~30 s more
+def test_crash_in_the_middle_of_an_epoch_resumes_at_the_last_completed_epoch(folders, trained_run):
+    root, data, _ = folders
+    out = root / "crashed"
+    # Another process, killed (SIGKILL: no exception, no clean-up) after 3
+    # of the 6 training batches, i.e. in the middle of the second epoch.
+    crashed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_meta.cli",
+            *_train_args(data, out, "--crash-after-batches", "3"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+        timeout=600,
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    state = json.loads((out / "run.json").read_text())
+    assert state["epochs_done"] == 1 and not state["finished"]
+    assert read_history(out / "history.csv")["epoch"] == [0.0]
+
+    # The same command resumes at the second epoch; the result is that of the
+    # uninterrupted run.
+    assert main(_train_args(data, out)) == 0
+    assert json.loads((out / "run.json").read_text())["finished"]
+    history = read_history(out / "history.csv")
+    assert history["epoch"] == [0.0, 1.0, 2.0]
+    resumed = keras.models.load_model(out / "learner.keras")
+    assert int(resumed.optimizer.iterations) == 6
+    reference = keras.models.load_model(trained_run / "learner.keras")
+    for a, b in zip(resumed.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    reference_history = read_history(trained_run / "history.csv")
+    np.testing.assert_allclose(history["val_loss"], reference_history["val_loss"], rtol=1e-5)
+    _assert_best_checkpoint(out, trained_run, history)
 
 
 def test_sinusoid_preset_and_regression_plot(tmp_path, capsys):
@@ -190,6 +320,11 @@ def test_sinusoid_preset_and_regression_plot(tmp_path, capsys):
     assert main(["evaluate", str(out), "--episodes", "20", "--verbose", "0"]) == 0
     printed = capsys.readouterr().out
     assert "loss:" in printed and "published loss: 0.77" in printed
+    line = _error(
+        capsys, ["adapt", str(out), "--support", str(tmp_path), "--out", str(tmp_path / "a")]
+    )
+    assert "adapt takes image folders; this run is a regression run" in line
+    assert not (tmp_path / "a").exists()
 
 
 def _error(capsys, argv):
@@ -241,6 +376,60 @@ def test_bad_arguments_give_one_line_errors(folders, trained_run, tmp_path, caps
     )
     assert "support images" in line
     assert not os.path.exists(out)
+
+
+def test_adapt_errors(trained_run, tmp_path, capsys):
+    out = str(tmp_path / "adapted")
+
+    def adapt(*args):
+        return _error(capsys, ["adapt", *args, "--out", out])
+
+    one = _make_image_folder(tmp_path / "one", 1, 2, seed=2)
+    line = adapt(str(trained_run), "--support", str(one))
+    assert "has 1 class sub-folder(s); it needs at least 2" in line
+    four = _make_image_folder(tmp_path / "four", 4, 2, seed=3)
+    line = adapt(str(trained_run), "--support", str(four))
+    assert "has 4 classes, but the maml model was trained 3-way" in line
+    line = adapt(str(tmp_path), "--support", str(four))
+    assert "not a run directory" in line
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    (empty / "config.json").write_text((trained_run / "config.json").read_text())
+    line = adapt(str(empty), "--support", str(four))
+    assert "has no trained learner yet" in line
+    assert not os.path.exists(out)
+
+
+def test_evaluate_split_checkpoint_and_seed(folders, trained_run):
+    _, data, _ = folders
+    config = runs.run_config(trained_run)
+    images, labels, split = _split_images(data, config["split_seed"])
+    for name, checkpoint, seed, file, default_seed in [
+        ("validation", "best", 5, "best.keras", config["seed"] + runs._VAL_SEED_OFFSET),
+        ("test", "final", 6, "learner.keras", config["seed"] + runs._TEST_SEED_OFFSET),
+    ]:
+        argv = ["evaluate", str(trained_run), "--split", name, "--checkpoint", checkpoint]
+        assert main(argv + ["--seed", str(seed), "--episodes", "6", "--verbose", "0"]) == 0
+        record = json.loads((trained_run / "evaluation.json").read_text())
+        assert (record["split"], record["checkpoint"], record["seed"]) == (name, checkpoint, seed)
+        # The numbers are those of that checkpoint on the episodes of that
+        # split and seed, rebuilt from the data.
+        learner = keras.models.load_model(trained_run / file)
+        episodes = _fixed_episodes(images, labels, split, name, seed, 6)
+        expected = km.evaluate(learner, episodes, num_episodes=6)
+        assert record["results"]["num_episodes"] == 6
+        assert record["results"]["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+        assert record["results"]["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
+        # The check has power: without --seed, other episodes.
+        default = _fixed_episodes(images, labels, split, name, default_seed, 6)
+        a, b = (next(iter(e.batch(6)))[0]["support_x"].numpy() for e in (episodes, default))
+        assert seed != default_seed and not np.array_equal(a, b)
+    # ... and the two checkpoints hold different learners (the best
+    # validation epoch is not the last one).
+    best, final = (
+        keras.models.load_model(trained_run / f) for f in ("best.keras", "learner.keras")
+    )
+    assert any(not np.array_equal(a, b) for a, b in zip(best.get_weights(), final.get_weights()))
 
 
 def test_resuming_with_another_configuration_is_an_error(folders, tmp_path, capsys):
@@ -338,5 +527,10 @@ def test_other_algorithms_train_evaluate_adapt(folders, algorithm, extra):
     assert main(["evaluate", str(out), "--episodes", "4", "--verbose", "0"]) == 0
     assert main(["adapt", str(out), "--support", str(support), "--out", str(out / "adapted")]) == 0
     served = tf.saved_model.load(str(out / "adapted"))
-    x, _, _ = km.data.image_folder(support, image_size=28, color_mode="grayscale")
-    assert served.serve(tf.constant(x)).shape == (6, 3)
+    x, y, _ = km.data.image_folder(support, image_size=28, color_mode="grayscale")
+    served_logits = served.serve(tf.constant(x)).numpy()
+    assert served_logits.shape == (6, 3)
+    # The export is the run's learner adapted to these images.
+    _, learner = runs.load_run(out)
+    adapted = learner.adapt(x, y.astype("int32"))
+    np.testing.assert_allclose(served_logits, adapted.predict(x, verbose=0), rtol=1e-5, atol=1e-5)

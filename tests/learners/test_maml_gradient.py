@@ -99,13 +99,16 @@ def test_second_order_reference_matches_finite_differences(float64):
 BN_EPS = 1e-3
 
 
-def _conv_bn_forward(w, x):
+def _conv_bn_forward(w, x, exact=True):
     kernel, bias, gamma, beta, dense_w, dense_b = w
     h = tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + bias
-    # Written out: tf.nn.moments stops the gradient through the mean in the
-    # variance, which drops part of the second derivative.
-    mean = tf.reduce_mean(h, axis=[0, 1, 2])
-    var = tf.reduce_mean(tf.square(h - mean), axis=[0, 1, 2])
+    if exact:
+        # Written out: tf.nn.moments stops the gradient through the mean in
+        # the variance, which drops part of the second derivative.
+        mean = tf.reduce_mean(h, axis=[0, 1, 2])
+        var = tf.reduce_mean(tf.square(h - mean), axis=[0, 1, 2])
+    else:
+        mean, var = tf.nn.moments(h, axes=[0, 1, 2])
     h = gamma * (h - mean) / tf.sqrt(var + BN_EPS) + beta
     h = tf.nn.relu(h)
     h = tf.nn.max_pool2d(h, 2, 2, "VALID")
@@ -154,9 +157,29 @@ def test_maml_conv_bn_meta_gradient_matches_float64_reference(float64, first_ord
     )
     x, y = _classification_batch(rng)
     moving_before = [v.numpy().copy() for v in model.non_trainable_variables]
-    _assert_meta_gradient_matches_reference(
+    weights, episodes, expected = _assert_meta_gradient_matches_reference(
         learner, x, y, _conv_bn_forward, sparse_ce, 0.3, 2, first_order, rtol=1e-8, atol=1e-10
     )
+    # The reference with tf.nn.moments' truncated variance: the same first
+    # derivatives, so the same first-order meta-gradient; a second-order one
+    # that misses the exact one by far more than the tolerance above, so the
+    # comparison would catch a library that lost its exact-moments hook.
+    truncated, _ = _reference_meta_gradient(
+        lambda w, x: _conv_bn_forward(w, x, exact=False),
+        sparse_ce,
+        weights,
+        episodes,
+        0.3,
+        2,
+        first_order,
+    )
+    excess = max(
+        np.max(np.abs(t - e) / (1e-10 + 1e-8 * np.abs(e))) for t, e in zip(truncated, expected)
+    )
+    if first_order:
+        assert excess < 1, excess
+    else:
+        assert excess > 1e3, excess
     # Meta-training still updates the moving statistics (for bn_mode="running").
     moving_after = [v.numpy() for v in model.non_trainable_variables]
     assert any(np.abs(a - b).max() > 0 for a, b in zip(moving_after, moving_before))

@@ -133,9 +133,19 @@ def library_gradients(learner, x, y, variables):
     return [b - v.numpy() for b, v in zip(before, variables)], logs
 
 
-def assert_all_close(got, expected):
+def assert_all_close(got, expected, rtol=1e-9, atol=1e-12):
     for g, e in zip(got, expected, strict=True):
-        np.testing.assert_allclose(g, np.asarray(e), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(g, np.asarray(e), rtol=rtol, atol=atol)
+
+
+def assert_far_apart(other, expected, rtol=1e-9, atol=1e-12, factor=1e3):
+    """Some entry of `other` misses `expected` by `factor` times the
+    tolerance of `assert_all_close`: that comparison tells them apart."""
+    excess = max(
+        float(np.max(np.abs(np.asarray(o) - np.asarray(e)) / (atol + rtol * np.abs(np.asarray(e)))))
+        for o, e in zip(other, expected, strict=True)
+    )
+    assert excess > factor, excess
 
 
 # ---------------------------------------------------------------------------
@@ -297,6 +307,16 @@ def test_per_step_batch_norm_gradients_and_statistics(float64):
         tape.watch([g, b])
         exact = reference_meta_loss(fast, episodes, steps, rates, (g, b), weights, exact=True)
     exact_grads = tape.gradient(exact, [g, b])
+    # tf.nn.moments' variance (around stop_gradient(mean)) gives a second-order
+    # meta-gradient that differs from the exact one by far more than the
+    # tolerance of the comparison below: a library that lost its exact-moments
+    # hook (keras_meta/_moments.py) would fail it.
+    with tf.GradientTape() as tape:
+        tape.watch(fast + rates + [g, b])
+        truncated = reference_meta_loss(fast, episodes, steps, rates, (g, b), weights, exact=False)
+    truncated_grads = tape.gradient(truncated, fast + rates + [g, b])
+    np.testing.assert_allclose(float(truncated), float(loss), rtol=1e-12)  # same values
+    assert_far_apart(truncated_grads, expected)
     eps = 1e-6
     for k in range(steps):
         for grad, index in ((exact_grads[0], (k, 1)), (exact_grads[1], (k, 2))):
@@ -369,6 +389,38 @@ def test_per_step_batch_norm_adapted_model_uses_the_last_step():
     )
 
 
+def test_learned_rates_beyond_the_training_steps_are_those_of_the_last_step(float64):
+    """With `eval_inner_steps > inner_steps`, evaluation steps past the
+    training steps use the learned rates of the last training step."""
+    rng = np.random.default_rng(7)
+    model = mlp()
+    learner = km.MAML(model, 0.1, 2, eval_inner_steps=4, learn_inner_rates=True)
+    learner.compile(optimizer="sgd", loss="mse")
+    for rate in learner.inner_rates:
+        rate.assign(rng.uniform(0.05, 0.3, size=2))
+    x, _, _ = sine_batch(rng, b=1)
+    sx, sy, qx = x["support_x"][0], x["support_y"][0], x["query_x"][0]
+
+    def adapted_by_hand(schedule):
+        fast = [tf.constant(v.numpy()) for v in model.trainable_variables]
+        for k in schedule:
+            with tf.GradientTape() as tape:
+                tape.watch(fast)
+                inner = mse(sy, forward(fast, sx))
+            grads = tape.gradient(inner, fast)
+            fast = [p - r.numpy()[k] * d for p, r, d in zip(fast, learner.inner_rates, grads)]
+        return [v.numpy() for v in fast]
+
+    expected = adapted_by_hand([0, 1, 1, 1])
+    adapted = learner.adapt(sx, sy)
+    assert_all_close([v.numpy() for v in adapted.trainable_variables], expected)
+    np.testing.assert_allclose(
+        learner.predict(x, verbose=0)[0], forward(expected, qx).numpy(), rtol=1e-9, atol=1e-12
+    )
+    # Another reading (cycling through the rates) is told apart.
+    assert_far_apart(adapted_by_hand([0, 1, 0, 1]), expected)
+
+
 # ---------------------------------------------------------------------------
 # Epoch counting, schedules, persistence, export, learning.
 # ---------------------------------------------------------------------------
@@ -425,8 +477,29 @@ def test_maml_plus_plus_learns_round_trips_and_exports(tmp_path):
     x, y = cluster_tasks(4, seed=2)
     assert_resumes_identically(learner, loaded, x, y)
     _, meta = assert_exports_serve(learner, x, tmp_path, rtol=1e-5, atol=1e-5)
+
+    # `serve` predicts with the meta-learned weights and the BatchNorm of the
+    # last inner step: its per-step gamma/beta and moving statistics (numpy).
     query_x = x["query_x"][0]
-    assert meta.serve(query_x).shape == (len(query_x), 5)
+    dense_0, bn, _, dense_1 = model.layers
+    per_step = {
+        name: by_name(learner, name + "_per_step")[0].numpy()
+        for name in ("gamma", "beta", "moving_mean", "moving_variance")
+    }
+
+    def numpy_serve(step):
+        h = query_x @ dense_0.kernel.numpy() + dense_0.bias.numpy()
+        mean, variance = per_step["moving_mean"][step], per_step["moving_variance"][step]
+        h = (h - mean) / np.sqrt(variance + bn.epsilon) * per_step["gamma"][step]
+        h = np.maximum(h + per_step["beta"][step], 0.0)
+        return h @ dense_1.kernel.numpy() + dense_1.bias.numpy()
+
+    served = meta.serve(query_x).numpy()
+    np.testing.assert_allclose(served, numpy_serve(1), rtol=1e-4, atol=1e-4)
+    # The check has power: step 0's BatchNorm, or the model's own (unused by
+    # the learner), give other logits.
+    assert np.abs(numpy_serve(0) - served).max() > 1e-2
+    assert np.abs(model.predict(query_x, verbose=0) - served).max() > 1e-2
 
 
 # ---------------------------------------------------------------------------

@@ -132,6 +132,56 @@ def test_meta_training_embeds_support_and_query_as_one_batch():
     np.testing.assert_allclose(float(loss), np_cross_entropy(ref, y[0]), rtol=1e-4)
 
 
+def test_transductive_evaluation_fits_the_head_on_the_support_batch_alone():
+    # In transductive evaluation BatchNorm normalises the support set with its
+    # own statistics and the query set with its own, so the prototypes do
+    # not depend on the query batch.
+    x, _ = noisy_cluster_tasks(1, ways=3, shots=2, queries=3, seed=12)
+    net = relu_mlp(batchnorm=True)
+    learner = km.ProtoNet(net)
+    learner.compile(optimizer="sgd")
+    preds = learner.predict(x, verbose=0)[0]
+    sx, sy, qx = x["support_x"][0], x["support_y"][0], x["query_x"][0]
+    identity = np.eye(16, dtype="float32")
+    query = net(qx, training=True).numpy()
+    expected = np_logits(identity, net(sx, training=True).numpy(), sy, query)
+    np.testing.assert_allclose(preds, expected, rtol=1e-4, atol=1e-4)
+    # Prototypes from the support and query sets embedded as one batch (as in
+    # meta-training) are told apart.
+    joint = net(np.concatenate([sx, qx]), training=True).numpy()[: len(sx)]
+    assert np.abs(np_logits(identity, joint, sy, query) - preds).max() > 1e-2
+
+
+def test_regularisation_losses_enter_the_meta_loss():
+    # The embedding's weight penalties are part of the one (query) loss: fit
+    # reports them and differentiates them (SGD(1.0): the step is minus the
+    # gradient).
+    kernel = np.random.default_rng(4).normal(size=(3, 4)).astype("float32") * 0.5
+    x, y = small_episodes(seed=5, support_labels=SUPPORT_Y)
+    net = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(4, use_bias=False, kernel_regularizer=keras.regularizers.L2(0.3)),
+        ]
+    )
+    net.layers[0].kernel.assign(kernel)
+    learner = km.ProtoNet(net)
+    learner.compile(optimizer=keras.optimizers.SGD(1.0))
+    logs = learner.train_on_batch(x, y, return_dict=True)
+    grad_kernel = kernel - net.layers[0].kernel.numpy()
+
+    def loss(k):
+        return np_meta_loss(k, x, y, "euclidean", 1.0) + 0.3 * (k**2).sum()
+
+    k64 = kernel.astype("float64")
+    np.testing.assert_allclose(logs["loss"], loss(k64), rtol=1e-5)
+    assert_matches_central_differences(
+        lambda v: loss(v[0]), [k64], [grad_kernel], rtol=1e-3, atol=1e-4
+    )
+    # The penalty's gradient (0.6 * kernel) is far above that tolerance.
+    assert np.abs(0.6 * k64).max() > 0.1
+
+
 # ---------------------------------------------------------------------------
 # Learning.
 # ---------------------------------------------------------------------------

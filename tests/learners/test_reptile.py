@@ -13,6 +13,7 @@ from helpers import (
     ce,
     classifier,
     cluster_tasks,
+    mirrored_strategy,
     regression_batch,
     save_and_load,
 )
@@ -160,7 +161,24 @@ def test_shuffling_is_seeded_and_evaluation_is_deterministic():
         not np.array_equal(va.numpy(), vc.numpy())
         for va, vc in zip(a.model.weights, c.model.weights)
     )
-    np.testing.assert_array_equal(a.predict(x, verbose=0), a.predict(x, verbose=0))
+
+    # Evaluation shuffles by `seed` alone, not by the training counter (now
+    # 2): a's weights in a fresh learner with the same seed predict as a;
+    # with another seed, not. adapt() shuffles as predict does.
+    def fresh(seed):
+        learner = km.Reptile(classifier(), 0.1, 3, inner_batch_size=4, seed=seed)
+        learner.compile(loss=ce())
+        learner.model.set_weights(a.model.get_weights())
+        return learner
+
+    assert int(a._batch_counter.numpy()) == 2
+    preds = a.predict(x, verbose=0)
+    np.testing.assert_allclose(fresh(1).predict(x, verbose=0), preds, rtol=1e-6, atol=1e-6)
+    assert np.abs(fresh(2).predict(x, verbose=0) - preds).max() > 1e-4
+    adapted = a.adapt(x["support_x"][1], x["support_y"][1])
+    np.testing.assert_allclose(
+        adapted.predict(x["query_x"][1], verbose=0), preds[1], rtol=1e-5, atol=1e-5
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -218,28 +236,48 @@ def test_argument_validation(kwargs, error, match):
         km.Reptile(classifier(), **kwargs)
 
 
-def test_jit_compile_and_mirrored_strategy_match_the_default():
-    # The direction is scaled like a loss, so that summing the replicas'
-    # gives the mean; the mini-batch shuffles come from integer hashing,
-    # which XLA computes like TensorFlow.
+def _run(x, y, strategy=None, jit_compile=False, inner_batch_size=None, order=None):
+    """Variables and predictions for `x` after two steps on the batch of the
+    episodes of `x` (in `order`)."""
+    keras.utils.set_random_seed(3)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        learner = km.Reptile(classifier(), 0.1, 3, inner_batch_size=inner_batch_size, seed=11)
+        learner.compile(optimizer=keras.optimizers.SGD(0.5), loss=ce(), jit_compile=jit_compile)
+    order = list(range(len(y))) if order is None else order
+    train = ({k: v[order] for k, v in x.items()}, y[order])
+    dataset = tf.data.Dataset.from_tensor_slices(train).batch(len(y))
+    learner.fit(dataset, epochs=2, verbose=0)
+    # The wrapped model's weights; not the shuffle counter, which counts the
+    # episodes of one replica under a strategy.
+    return [v.numpy() for v in learner.model.variables], learner.predict(x, verbose=0)
+
+
+def _assert_same(a, b):
+    for va, vb in zip(a[0], b[0], strict=True):
+        np.testing.assert_allclose(va, vb, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-4, atol=1e-4)
+
+
+def test_jit_compile_matches_the_default():
+    # The mini-batch shuffles come from integer hashing, which XLA computes
+    # like TensorFlow.
     x, y = cluster_tasks(4, seed=7, shots=2)
+    _assert_same(_run(x, y, inner_batch_size=4), _run(x, y, inner_batch_size=4, jit_compile=True))
 
-    def run(strategy=None, jit_compile=False, inner_batch_size=None):
-        keras.utils.set_random_seed(3)
-        with (strategy or tf.distribute.get_strategy()).scope():
-            learner = km.Reptile(classifier(), 0.1, 3, inner_batch_size=inner_batch_size, seed=11)
-            learner.compile(optimizer=keras.optimizers.SGD(0.5), loss=ce(), jit_compile=jit_compile)
-        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
-        learner.fit(dataset, epochs=2, verbose=0)
-        return [v.numpy() for v in learner.variables], learner.predict(x, verbose=0)
 
-    def assert_same(a, b):
-        for va, vb in zip(a[0], b[0], strict=True):
-            np.testing.assert_allclose(va, vb, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(a[1], b[1], rtol=1e-4, atol=1e-4)
-
-    assert_same(run(inner_batch_size=4), run(inner_batch_size=4, jit_compile=True))
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) >= 2:
-        mirrored = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
-        assert_same(run(), run(mirrored))
+def test_mirrored_strategy_matches_the_default():
+    # The direction is scaled like a loss, so that summing the replicas'
+    # gives the mean over all episodes.
+    strategy = mirrored_strategy()
+    x, y = cluster_tasks(4, seed=7, shots=2)
+    # With mini-batches, episode i of a step without a strategy draws the
+    # shuffle of counter c + i; under two replicas, the l-th episode of
+    # replica r draws (c + l) * 2 + r, so that no two episodes share one.
+    # Replica 0 runs episodes 0 and 1, replica 1 episodes 2 and 3: they draw
+    # the shuffles 0, 2, 1, 3, as the run without a strategy on the episodes
+    # in the order 0, 2, 1, 3 (and 4, 6, 5, 7 in the second step).
+    mirrored = _run(x, y, strategy, inner_batch_size=4)
+    _assert_same(_run(x, y, inner_batch_size=4, order=[0, 2, 1, 3]), mirrored)
+    # The shuffles matter: in the order 0, 1, 2, 3 the weights differ.
+    plain = _run(x, y, inner_batch_size=4)
+    assert max(np.abs(a - b).max() for a, b in zip(plain[0], mirrored[0])) > 1e-4

@@ -135,6 +135,26 @@ def test_meta_gradient_matches_finite_differences():
     np.testing.assert_allclose(learner.bias, 0.1, atol=1e-6)
 
 
+def test_transductive_evaluation_fits_the_head_on_the_support_batch_alone():
+    # BatchNorm normalises the support set with its own statistics, so the
+    # ridge head does not depend on the query batch.
+    x, _ = noisy_cluster_tasks(1, ways=3, shots=2, queries=3, seed=12)
+    net = relu_mlp(batchnorm=True)
+    learner = km.R2D2(net, l2_regularizer=0.5, scale=3.0, bias=0.25)
+    learner.compile(optimizer="sgd")
+    preds = learner.predict(x, verbose=0)[0]
+    sx, sy, qx = x["support_x"][0], x["support_y"][0], x["query_x"][0]
+    identity = np.eye(16)
+    query = net(qx, training=True).numpy().astype("float64")
+    support = net(sx, training=True).numpy().astype("float64")
+    expected = np_logits(identity, support, sy, query, 0.5, 3.0, 0.25)
+    np.testing.assert_allclose(preds, expected, rtol=1e-4, atol=1e-4)
+    # A head fitted to support embeddings of the joint support + query batch
+    # (as in meta-training) is told apart.
+    joint = net(np.concatenate([sx, qx]), training=True).numpy()[: len(sx)].astype("float64")
+    assert np.abs(np_logits(identity, joint, sy, query, 0.5, 3.0, 0.25) - preds).max() > 1e-2
+
+
 # ---------------------------------------------------------------------------
 # Learning.
 # ---------------------------------------------------------------------------
@@ -143,12 +163,28 @@ def test_learns_few_shot_clusters(shots):
     assert_learns_noisy_clusters(km.R2D2, shots)
 
 
-def test_xla_with_static_ways():
+def test_xla_with_static_ways_matches_graph_mode():
     x, y = noisy_cluster_tasks(16, shots=5, seed=3)
-    learner = km.R2D2(relu_mlp(), ways=5)
-    learner.compile(optimizer="adam", jit_compile=True)
-    history = learner.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
+
+    def run(jit_compile):
+        keras.utils.set_random_seed(3)
+        learner = km.R2D2(relu_mlp(), ways=5)
+        # SGD with small steps, not Adam: Adam would blow the rounding noise
+        # of the output bias's gradient (zero in exact arithmetic, see R2D2)
+        # up to full steps, and large steps amplify float32 rounding.
+        learner.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=jit_compile)
+        learner.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        return learner, [v.numpy() for v in learner.variables], learner.predict(x, verbose=0)
+
+    (_, plain, plain_preds), (jitted, xla, xla_preds) = run(False), run(True)
+    assert jitted.jit_compile is True
+    for a, b in zip(plain, xla, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(plain_preds, xla_preds, rtol=1e-4, atol=1e-4)
+    # Two steps moved the weights: the comparison is not of the initial ones.
+    keras.utils.set_random_seed(3)
+    initial = km.R2D2(relu_mlp(), ways=5).variables
+    assert max(np.abs(a - b.numpy()).max() for a, b in zip(plain, initial)) > 1e-3
 
 
 # ---------------------------------------------------------------------------
@@ -186,13 +222,26 @@ def test_saved_model_exports(tmp_path):
     np.testing.assert_allclose(
         adapted.predict(x["query_x"][0], verbose=0), expected, rtol=1e-4, atol=1e-4
     )
-    # The export's support size is dynamic: 25 examples, more than the 16
-    # embedding features, go through the primal form.
-    more = noisy_cluster_tasks(1, shots=5, seed=6)[0]
-    out = meta.adapt_and_predict(more["support_x"][0], more["support_y"][0], more["query_x"][0])
-    np.testing.assert_allclose(
-        out.numpy(), learner.predict(more, verbose=0)[0], rtol=1e-4, atol=1e-4
-    )
+    # The export's support size and number of ways are dynamic: 25 examples,
+    # more than the 17 ridge features (16 embedding features and the
+    # intercept), go through the primal form; 5 or 6 examples (5-way 1-shot,
+    # 3-way 2-shot) through the Woodbury form. Both agree with predict and
+    # with numpy's solve of the primal normal equations on the embeddings.
+    for ways, shots in [(5, 5), (5, 1), (3, 2)]:
+        episode = noisy_cluster_tasks(1, ways=ways, shots=shots, seed=6)[0]
+        sx, sy, qx = episode["support_x"][0], episode["support_y"][0], episode["query_x"][0]
+        out = meta.adapt_and_predict(sx, sy, qx).numpy()
+        assert out.shape == (5 * ways, ways)
+        np.testing.assert_allclose(
+            out, learner.predict(episode, verbose=0)[0], rtol=1e-4, atol=1e-4
+        )
+        support, query = (
+            learner.model(v, training=False).numpy().astype("float64") for v in (sx, qx)
+        )
+        expected = np_logits(
+            np.eye(16), support, sy, query, learner.l2_regularizer, learner.scale, learner.bias
+        )
+        np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-3)
 
 
 # ---------------------------------------------------------------------------
