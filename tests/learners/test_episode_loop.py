@@ -84,6 +84,7 @@ def test_parallel_episodes_is_validated_and_saved(tmp_path):
     assert keras.saving.load_model(path).parallel_episodes == 3
 
 
+@pytest.mark.slow  # two XLA compilations of a second-order step: about a minute
 @pytest.mark.parametrize("learner_fn", [km.MAML, km.MetaSGD])
 def test_xla_unrolls_a_small_static_meta_batch(learner_fn):
     batches = image_batches(2)
