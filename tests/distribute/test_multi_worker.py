@@ -1,0 +1,210 @@
+"""Two workers of MultiWorkerMirroredStrategy on 127.0.0.1 against one process.
+
+Each worker is a subprocess running _worker.py (a multi-worker strategy can
+be made only once per process, before any other TensorFlow op), with its own
+TF_CONFIG and CPU collectives over gRPC. The references are computed here,
+without a strategy, from the initial weights that the workers wrote:
+
+- one SGD(1.0) step on a global batch of 4 episodes split over the two
+  workers moves the weights by minus the meta-gradient of the whole batch;
+- the workers' episodes are disjoint and together are the one-process stream;
+- a worker killed mid-epoch, then both restarted with the same command,
+  resume from the last epoch's backup and end on the uninterrupted weights.
+
+Each run starts two TensorFlow processes (about a minute on a shared 2-core
+machine), so the tests are slow.
+"""
+
+import contextlib
+import importlib.util
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+WORKER_SCRIPT = HERE / "_worker.py"
+TIMEOUT = 420  # seconds for one run of the two workers
+
+_spec = importlib.util.spec_from_file_location("_km_worker", WORKER_SCRIPT)
+worker = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(worker)
+
+pytestmark = pytest.mark.slow
+
+
+def free_ports(n):
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+class Cluster:
+    """Starts the two workers; `stop()` kills whatever is still running."""
+
+    def __init__(self, out, ports):
+        self.out, self.ports, self.procs = out, ports, []
+
+    def start(self, mode, extra_env=None):
+        extra_env = extra_env or {}
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in self.ports]}
+        self.procs = []
+        for index in range(len(self.ports)):
+            env = dict(os.environ)
+            env.update(
+                TF_CONFIG=json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
+                ),
+                PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+                KERAS_BACKEND="tensorflow",
+                TF_CPP_MIN_LOG_LEVEL="2",
+                CUDA_VISIBLE_DEVICES="",  # CPU collectives, whatever the machine has
+                **extra_env.get(index, {}),
+            )
+            log = open(self.out / f"log-{mode}-{index}-{len(os.listdir(self.out))}.txt", "w")
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(WORKER_SCRIPT), mode, str(self.out)],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            log.close()
+
+    def wait(self, index, timeout=TIMEOUT):
+        try:
+            return self.procs[index].wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"worker {index} still running after {timeout} s\n{self.logs()}")
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(30)
+
+    def logs(self):
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text()[-3000:]}"
+            for path in sorted(self.out.glob("log-*"))
+        )
+
+    def check_success(self):
+        codes = [self.wait(i) for i in range(len(self.procs))]
+        assert codes == [0, 0], f"exit codes {codes}\n{self.logs()}"
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path, free_ports(2))
+    yield c
+    c.stop()
+
+
+def load(path):
+    with np.load(path) as f:
+        return [f[f"w{i}"] for i in range(len(f.files))]
+
+
+def reference(initial, steps, **learner_args):
+    """The learner trained here, without a strategy, from `initial`."""
+    learner = worker.make_learner(**learner_args)
+    for v, w in zip(learner.trainable_variables, initial, strict=True):
+        v.assign(w)
+    data = worker.episodes().batch(worker.GLOBAL_BATCH)
+    learner.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+    return [v.numpy() for v in learner.trainable_variables]
+
+
+def assert_weights_close(got, expected, rtol=1e-5):
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol * np.abs(e).max())
+
+
+def test_two_workers_step_on_the_global_batch_and_split_the_stream(cluster):
+    cluster.start("step")
+    cluster.check_success()
+    out = cluster.out
+
+    # (b) Each worker's replica got the contiguous half of each global batch.
+    stream = [y.numpy() for _, y in worker.episodes().batch(worker.GLOBAL_BATCH).take(3)]
+    seen = [np.load(out / f"episodes-{i}.npy") for i in range(2)]
+    half = worker.GLOBAL_BATCH // 2
+    for step, batch in enumerate(stream):
+        np.testing.assert_array_equal(seen[0][step], batch[:half])
+        np.testing.assert_array_equal(seen[1][step], batch[half:])
+    flat = [tuple(e.ravel()) for s in seen for e in s.reshape(-1, *s.shape[2:])]
+    assert len(set(flat)) == len(flat) == 3 * worker.GLOBAL_BATCH
+
+    # (a) One SGD(1.0) step: the weight change is minus the global meta-gradient.
+    initial = load(out / "initial-0.npz")
+    for i in (0, 1):  # both workers start and end on the same weights
+        assert_weights_close(load(out / f"initial-{i}.npz"), initial, rtol=0)
+    final = [load(out / f"final-{i}.npz") for i in (0, 1)]
+    assert_weights_close(final[1], final[0], rtol=0)
+    expected = reference(initial, steps=1)
+    got_gradient = [a - b for a, b in zip(initial, final[0])]
+    expected_gradient = [a - b for a, b in zip(initial, expected)]
+    assert_weights_close(got_gradient, expected_gradient)
+
+    # The comparison has power: one worker's half alone gives another gradient.
+    learner = worker.make_learner()
+    for v, w in zip(learner.trainable_variables, initial):
+        v.assign(w)
+    x, y = next(iter(worker.episodes().batch(worker.GLOBAL_BATCH)))
+    learner.train_on_batch({k: v[:half] for k, v in x.items()}, y[:half])
+    half_gradient = [a - v.numpy() for a, v in zip(initial, learner.trainable_variables)]
+    difference = max(np.abs(a - b).max() for a, b in zip(half_gradient, expected_gradient))
+    assert difference > 1e-3 * max(np.abs(g).max() for g in expected_gradient)
+
+
+def test_a_killed_worker_resumes_from_the_last_backup(cluster):
+    out = cluster.out
+    kill_after = worker.STEPS * 2 + 1  # first batch of the third epoch
+    cluster.start("train", extra_env={1: {"KM_TEST_EXIT_AFTER_BATCHES": str(kill_after)}})
+    assert cluster.wait(1) == worker.EXIT_CODE, cluster.logs()
+    # Worker 0 waits on its dead peer in the next all-reduce: end it, as a
+    # scheduler would before restarting the job.
+    cluster.stop()
+    for i in (0, 1):
+        path = out / "backup" / f"worker-{i}" / "training_metadata.json"
+        metadata = json.loads(path.read_text())
+        assert metadata["epoch"] == 2, metadata
+    assert not list(out.glob("final-*"))
+
+    cluster.start("train")  # the same command, without the fault
+    cluster.check_success()
+    runs = [json.loads((out / f"run-{i}.json").read_text()) for i in (0, 1)]
+    assert runs == [{"start": 2 * worker.STEPS, "epochs_run": worker.EPOCHS - 2}] * 2
+    assert not (out / "backup" / "worker-0").exists()  # removed at the end of training
+
+    initial = load(out / "initial-0.npz")
+    final = [load(out / f"final-{i}.npz") for i in (0, 1)]
+    assert_weights_close(final[1], final[0], rtol=0)
+    total = worker.EPOCHS * worker.STEPS
+    expected = reference(initial, steps=total, learning_rate=0.01, adam=True)
+    assert_weights_close(final[0], expected)
+
+    # The comparison has power: a resume that restarted the episode stream
+    # (or did not restore Adam's moments) would end elsewhere.
+    restarted = reference(
+        reference(initial, steps=2 * worker.STEPS, learning_rate=0.01, adam=True),
+        steps=total - 2 * worker.STEPS,
+        learning_rate=0.01,
+        adam=True,
+    )
+    difference = max(np.abs(a - b).max() for a, b in zip(restarted, expected))
+    assert difference > 1e-3 * max(np.abs(e).max() for e in expected)
