@@ -93,12 +93,10 @@ def _check_tf_config(text: str | None) -> dict:
     kind, index = task.get("type"), task.get("index")
     if kind not in cluster:
         raise ValueError(
-            f'TF_CONFIG\'s task "type" must be one of the cluster\'s jobs {sorted(cluster)}; '
+            f"TF_CONFIG's task \"type\" must be one of the cluster's jobs {sorted(cluster)}; "
             f"received {kind!r}."
         )
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(
-        cluster[kind]
-    ):
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
         raise ValueError(
             f'TF_CONFIG\'s task "index" must be an integer in [0, {len(cluster[kind])}) for '
             f'the {len(cluster[kind])} "{kind}" address(es); received {index!r}.'
@@ -171,9 +169,7 @@ def _patch_keras_scalar_reduction():
         return value
 
     def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(
-            strategy
-        ):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
             values = tf.nest.map_structure(as_vector, values)
         return original(values, strategy, reduction)
 
