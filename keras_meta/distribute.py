@@ -8,8 +8,8 @@ in this order:
    variable and must be made before any other TensorFlow op of the process.
 2. `worker_backup(strategy, backup_dir)`: a `keras.callbacks.BackupAndRestore`
    that backs up at the end of each epoch into a directory of this worker.
-3. `resume_step(backup, steps_per_epoch)`: the global step the backup resumes
-   from (0 for a new run).
+3. `resume_step(strategy, backup, steps_per_epoch)`: the global step the
+   backup resumes from (0 for a new run), the same on every worker.
 4. `distribute_episodes(strategy, episodes, global_batch_size, initial_step)`:
    the episodes split between the replicas. Global batch `g` is episodes
    `g*B .. g*B + B-1` of the stream, whatever the strategy; input pipeline
@@ -19,7 +19,8 @@ in this order:
    mean over the global batch) is the single-process one.
 
 docs/distributed.md has the commands for two machines and what a crash
-loses.
+loses. (The module is a little over 400 lines: the `TF_CONFIG` checks and the
+Keras fix for multi-worker logs belong with the strategy they serve.)
 
 Example (one process; the same script runs on each worker with
 `make_strategy("multi-worker")`):
@@ -367,31 +368,72 @@ def worker_backup(
     return keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True)
 
 
-def resume_step(backup: keras.callbacks.BackupAndRestore, steps_per_epoch: int) -> int:
+def _backup_epoch(path: str) -> int | None:
+    """The epoch a backup's metadata file records, or None without one."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        text = f.read()
+    try:
+        return int(json.loads(text)["epoch"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise ValueError(
+            f"The backup's metadata file {path} is unreadable (received {text[:80]!r}); "
+            f"delete {os.path.dirname(path)} to start the run again."
+        ) from None
+
+
+def _gather_across_workers(strategy, values: list[int]) -> list[list[int]]:
+    """Every worker's `values` (one row per replica), on every worker."""
+    local = tf.constant([values], tf.float32)
+    gathered = strategy.gather(strategy.run(lambda: tf.identity(local)), axis=0)
+    return [[int(v) for v in row] for row in gathered.numpy()]
+
+
+def resume_step(
+    strategy: tf.distribute.Strategy,
+    backup: keras.callbacks.BackupAndRestore,
+    steps_per_epoch: int,
+) -> int:
     """The global step at which `backup` resumes training: epoch * steps_per_epoch.
 
     0 when there is no backup yet. Pass it as `initial_step` to
     `distribute_episodes`, so that the resumed run trains on the episodes
-    the interrupted one had not reached yet.
+    the interrupted one had not reached yet. Call it on every worker, before
+    `fit`: under a multi-worker strategy the workers compare their backups
+    (a collective op), and when a crash during the epoch-end backup left
+    them one epoch apart, the workers ahead go back to their previous
+    backup (kept by `double_checkpoint`), so that all resume from the same
+    epoch; when that is impossible, every worker raises the same error.
 
     Example:
 
     >>> from keras_meta import distribute
-    >>> backup = distribute.worker_backup(distribute.make_strategy("none"), "run/backup")
-    >>> distribute.resume_step(backup, steps_per_epoch=100)
+    >>> strategy = distribute.make_strategy("none")
+    >>> backup = distribute.worker_backup(strategy, "run/backup")
+    >>> distribute.resume_step(strategy, backup, steps_per_epoch=100)
     0
     """
     steps_per_epoch = validation.check_int("steps_per_epoch", steps_per_epoch)
-    path = backup._training_metadata_path
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        text = f.read()
-    try:
-        epoch = json.loads(text)["epoch"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    latest = _backup_epoch(backup._training_metadata_path)
+    if _num_workers(strategy) == 1:
+        return (latest or 0) * steps_per_epoch
+    previous = _backup_epoch(backup._prev_training_metadata_path)
+    # -1: no backup (a new run, or a worker whose disk was replaced).
+    rows = _gather_across_workers(
+        strategy, [-1 if latest is None else latest, -1 if previous is None else previous]
+    )
+    target = min(row[0] for row in rows)
+    if all(row[0] == target for row in rows):
+        return max(target, 0) * steps_per_epoch
+    if target < 0 or not all(target in row for row in rows):
         raise ValueError(
-            f"The backup's metadata file {path} is unreadable (received {text[:80]!r}); "
-            f"delete {backup.backup_dir} to start the run again."
-        ) from None
-    return int(epoch) * steps_per_epoch
+            "The workers' backups are of different epochs and cannot be brought to the "
+            f"same one (latest and previous epoch per replica, -1 for none: {rows}); "
+            "copy one worker's backup directory to every worker, or delete them all "
+            "to start again."
+        )
+    if latest != target:  # this worker is ahead: its previous backup is the common one
+        for path in (backup._weights_path, backup._training_metadata_path):
+            os.replace(f"{path}.bkp", path)
+    return target * steps_per_epoch

@@ -93,7 +93,7 @@ def main(mode, out):
         return
 
     backup = distribute.worker_backup(strategy, os.path.join(out, "backup"))
-    start = distribute.resume_step(backup, STEPS)
+    start = distribute.resume_step(strategy, backup, STEPS)
     if start == 0:
         np.savez(os.path.join(out, f"initial-{index}.npz"), **weights(learner))
     callbacks = [backup]

@@ -101,13 +101,15 @@ class StopAt(keras.callbacks.Callback):
             raise KeyboardInterrupt("crash")
 
 
+# Four traced learners: about 25 s.
+@pytest.mark.slow
 def test_resume_from_a_backup_ends_on_the_uninterrupted_weights(tmp_path):
     strategy = distribute.make_strategy("none")
     epochs, steps = 3, 2
     episodes = km.data.sinusoid(shots=3, queries=4, seed=SEED)
 
     def train(learner, backup, extra=()):
-        start = distribute.resume_step(backup, steps)
+        start = distribute.resume_step(strategy, backup, steps)
         data = distribute.distribute_episodes(strategy, episodes, 2, initial_step=start)
         learner.fit(
             data, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[backup, *extra]
@@ -146,13 +148,14 @@ def test_resume_from_a_backup_ends_on_the_uninterrupted_weights(tmp_path):
 
 
 def test_resume_step_reports_an_unreadable_backup(tmp_path):
-    backup = distribute.worker_backup(distribute.make_strategy("none"), tmp_path)
-    assert distribute.resume_step(backup, 10) == 0
+    strategy = distribute.make_strategy("none")
+    backup = distribute.worker_backup(strategy, tmp_path)
+    assert distribute.resume_step(strategy, backup, 10) == 0
     (tmp_path / "training_metadata.json").write_text('{"epo')
     with pytest.raises(ValueError, match=r"training_metadata.json is unreadable .*delete"):
-        distribute.resume_step(backup, 10)
+        distribute.resume_step(strategy, backup, 10)
     with pytest.raises(ValueError, match="steps_per_epoch"):
-        distribute.resume_step(backup, 0)
+        distribute.resume_step(strategy, backup, 0)
 
 
 def test_the_default_strategy_is_one_chief_worker():
