@@ -348,12 +348,12 @@ def worker_backup(
     Every worker backs up its own copy of the training state (the same
     weights: they are in sync after every step), into `backup_dir` under the
     default and mirrored strategies and into `backup_dir/worker-<index>`
-    under a multi-worker one, so that workers sharing a file system never
-    write the same file. Backups are made at epoch ends only: Keras restores
-    the epoch of a backup, not the batch, so a mid-epoch backup would replay
-    part of an epoch; choose `steps_per_epoch` to set how much a crash loses.
-    `double_checkpoint=True` keeps the previous backup beside the latest, for
-    a crash while writing.
+    (`chief-0` for a chief task) under a multi-worker one, so that workers
+    sharing a file system never write the same file. Backups are made at
+    epoch ends only: Keras restores the epoch of a backup, not the batch, so
+    a mid-epoch backup would replay part of an epoch; choose
+    `steps_per_epoch` to set how much a crash loses. `double_checkpoint=True`
+    keeps the previous backup beside the latest, for a crash while writing.
 
     Example:
 
@@ -364,7 +364,9 @@ def worker_backup(
     """
     backup_dir = os.fspath(backup_dir)
     if _num_workers(strategy) > 1:
-        backup_dir = os.path.join(backup_dir, f"worker-{worker_index(strategy)}")
+        # The task type too: a "chief" and "worker" 0 both have index 0.
+        task_type = getattr(strategy.cluster_resolver, "task_type", None) or "worker"
+        backup_dir = os.path.join(backup_dir, f"{task_type}-{worker_index(strategy)}")
     return keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True)
 
 
