@@ -2,7 +2,7 @@
 
 Usage: `_worker.py MODE OUT` with `TF_CONFIG` set (see `keras_meta.distribute`);
 MODE is `step` (record the first episodes of each replica, then one SGD(1.0)
-step: the weight change is minus the meta-gradient) or `train` (EPOCHS epochs
+step: the weight change is minus the meta-gradient; then evaluate) or `train` (EPOCHS epochs
 of STEPS steps with Adam and a backup per epoch; it resumes from the backup
 when one is there). Each worker writes its files to OUT with its index in the
 name. With KM_TEST_EXIT_AFTER_BATCHES=N the worker dies (os._exit, no clean-up)
@@ -49,6 +49,12 @@ def episodes():
     return km.data.sinusoid(shots=SHOTS, queries=SHOTS, seed=SEED)
 
 
+def validation_episodes():
+    import keras_meta as km
+
+    return km.data.sinusoid(shots=SHOTS, queries=SHOTS, seed=SEED + 1, num_episodes=8)
+
+
 def weights(learner):
     return {f"w{i}": np.asarray(v.numpy()) for i, v in enumerate(learner.trainable_variables)}
 
@@ -90,6 +96,11 @@ def main(mode, out):
         data = distribute.distribute_episodes(strategy, episodes(), GLOBAL_BATCH)
         learner.fit(data, epochs=1, steps_per_epoch=1, verbose=0)
         np.savez(os.path.join(out, f"final-{index}.npz"), **weights(learner))
+        # Evaluation (as with validation_data) reduces its logs across workers too.
+        validation = distribute.distribute_episodes(strategy, validation_episodes(), GLOBAL_BATCH)
+        loss = learner.evaluate(validation, verbose=0)
+        with open(os.path.join(out, f"evaluate-{index}.json"), "w") as f:
+            json.dump({"loss": float(loss)}, f)
         return
 
     backup = distribute.worker_backup(strategy, os.path.join(out, "backup"))

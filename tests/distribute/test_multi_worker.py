@@ -8,6 +8,7 @@ without a strategy, from the initial weights that the workers wrote:
 - one SGD(1.0) step on a global batch of 4 episodes split over the two
   workers moves the weights by minus the meta-gradient of the whole batch;
 - the workers' episodes are disjoint and together are the one-process stream;
+- evaluation split over the workers gives the one-process loss;
 - a worker killed mid-epoch (and one whose last backup was cut short), then
   both restarted with the same command, resume from the last backup they
   share and end on the uninterrupted weights.
@@ -160,6 +161,17 @@ def test_two_workers_step_on_the_global_batch_and_split_the_stream(cluster):
     got_gradient = [a - b for a, b in zip(initial, final[0])]
     expected_gradient = [a - b for a, b in zip(initial, expected)]
     assert_weights_close(got_gradient, expected_gradient)
+
+    # Evaluation on 8 episodes split over the workers: the one-process loss.
+    learner = worker.make_learner()
+    for v, w in zip(learner.trainable_variables, final[0]):
+        v.assign(w)
+    expected_loss = learner.evaluate(
+        worker.validation_episodes().batch(worker.GLOBAL_BATCH), verbose=0
+    )
+    for i in (0, 1):
+        got = json.loads((out / f"evaluate-{i}.json").read_text())["loss"]
+        np.testing.assert_allclose(got, expected_loss, rtol=1e-5)
 
     # The comparison has power: one worker's half alone gives another gradient.
     learner = worker.make_learner()
