@@ -372,33 +372,33 @@ def markdown_files() -> list[pathlib.Path]:
     return [REPO / "README.md"] + sorted((REPO / "docs").glob("*.md"))
 
 
+def has_code(text: str) -> bool:
+    return any(
+        b.marker or b.language in {"python", "py"} | SHELL_LANGUAGES for b in parse_blocks(text)
+    )
+
+
 def cases():
+    """One case per file with code blocks (a page of prose has nothing to run)."""
     for path in markdown_files():
         text = path.read_text()
+        if not has_code(text):
+            continue
         marks = [pytest.mark.slow] if path.name in SLOW else []
         if needs_data(text):
             marks.append(pytest.mark.real_data)
         yield pytest.param(path, marks=marks, id=path.name)
 
 
-@pytest.mark.parametrize("path", list(cases()))
-def test_code_blocks_run(path, tmp_path, monkeypatch, capsys, request):
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    monkeypatch.syspath_prepend(str(work))
-    small = small_budget()
-    name = path.relative_to(REPO).as_posix()
-    text = path.read_text()
+def run_markdown(text: str, name: str, work: pathlib.Path, small: bool, data_dir) -> list[str]:
+    """Runs the blocks of a markdown text in `work` (the working directory);
+    `data_dir()` gives the Omniglot folder or skips. Returns the commands not
+    run, with their reasons."""
     for fixture, make in FIXTURES.items():
         if re.search(rf"(?<![\w/]){fixture}\b", text):
             make(work / fixture)
-    data_dir = None
-
     namespace = {"__name__": "__docs__"}
-    ran, not_run = 0, []
+    ran, not_run, data = 0, [], None
     for block in parse_blocks(text, name):
         if block.marker == "skip":
             assert block.reason, f"{block.where}: `snippet: skip` needs a reason in parentheses"
@@ -414,21 +414,39 @@ def test_code_blocks_run(path, tmp_path, monkeypatch, capsys, request):
             continue
         code = block.code
         if needs_data(code):
-            if data_dir is None:
+            if data is None:
                 try:
-                    data_dir = request.getfixturevalue("omniglot_dir")
+                    data = data_dir()
                 except pytest.skip.Exception as skip:
                     pytest.skip(f"{block.where} and after: {skip.msg}")
-            code = with_data(code, data_dir)
+            code = with_data(code, data)
         if block.language in SHELL_LANGUAGES:
             not_run += run_shell(Block(block.file, block.line, block.language, code), small)
         else:
             run_python(block, shrink_python(code) if small else code, namespace)
         ran += 1
+    assert ran or not_run, f"{name}: every code block is marked `snippet: skip`"
+    return not_run
+
+
+@pytest.mark.parametrize("path", list(cases()))
+def test_code_blocks_run(path, tmp_path, monkeypatch, capsys, request):
+    monkeypatch.setenv("MPLBACKEND", os.environ.get("MPLBACKEND", "Agg"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    name = path.relative_to(REPO).as_posix()
+    not_run = run_markdown(
+        path.read_text(),
+        name,
+        work,
+        small_budget(),
+        lambda: request.getfixturevalue("omniglot_dir"),
+    )
     with capsys.disabled():
         for line in not_run:
             print(f"\n{name}: not run: {line}", end="")
-    assert ran or not_run, f"{name}: no code block found; leave it out of the docs glob?"
 
 
 # ---------------------------------------------------------------------------
@@ -545,3 +563,49 @@ def test_signature_check_catches_a_wrong_default_and_a_missing_parameter():
         check("km.MAML(net, ...)\n")
     # keras_meta base classes' parameters are found through **kwargs.
     assert check("km.MAML(..., bn_mode='transductive', adapt_layers=None)\n") == 1
+
+
+def test_a_document_runs_in_order_with_its_markers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = "\n".join(
+        [
+            "```python",
+            "import keras_meta as km",
+            "n = 3",
+            "```",
+            "<!-- snippet: signature -->",
+            "```python",
+            "km.data.split_classes(labels_or_num_classes, sizes, seed=0) -> ClassSplit",
+            "```",
+            "<!-- snippet: skip (a fragment: `undefined` is the reader's) -->",
+            "```python",
+            "undefined",
+            "```",
+            "```console",
+            "$ keras-meta presets maml-sinusoid",
+            '{"algorithm": "maml", ...}',
+            "$ pip install keras_meta",
+            "```",
+            "```python",
+            "split = km.data.split_classes(10, (0.7, 0.3), seed=0)",
+            "```",
+            "```python",
+            ">>> len(split['train']) + n",
+            "10",
+            "```",
+        ]
+    )
+    not_run = run_markdown(text, "t.md", tmp_path, small=True, data_dir=None)
+    assert not_run == [f"'pip install keras_meta': {NEVER_RUN['pip']}"]
+    with pytest.raises(AssertionError, match=r"t\.md:2: `snippet: skip` needs a reason"):
+        run_markdown("<!-- snippet: skip -->\n```python\nx\n```\n", "t.md", tmp_path, True, None)
+    with pytest.raises(AssertionError, match=r"unknown marker `snippet: later`"):
+        run_markdown("<!-- snippet: later -->\n```python\nx\n```\n", "t.md", tmp_path, True, None)
+    with pytest.raises(pytest.skip.Exception, match=r"t\.md:1 and after: no data"):
+        run_markdown(
+            '```python\nload("path/to/omniglot")\n```\n',
+            "t.md",
+            tmp_path,
+            True,
+            lambda: pytest.skip("no data"),
+        )
