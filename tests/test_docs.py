@@ -181,9 +181,14 @@ def shell_commands(block: Block) -> list[str]:
     else:
         lines = [ln[2:] if ln.startswith("$ ") else ln for ln in lines]
     joined = re.sub(r"\\\n", " ", "\n".join(lines))
-    commands = []
+    commands, pending = [], ""
     for line in joined.splitlines():
-        words = shlex.split(line, comments=True)
+        try:
+            words = shlex.split(pending + line, comments=True)
+        except ValueError:  # a quoted string that goes on over the next line
+            pending += line + "\n"
+            continue
+        pending = ""
         if not words:
             continue
         while "&&" in words:
@@ -511,6 +516,8 @@ def test_shell_commands_and_budgets():
         "--eval-episodes",
         "2",
     ]
+    quoted = Block("t.md", 1, "bash", 'export A=\'{"x": 1,\n  "y": 2}\'\npython t.py\n')
+    assert shell_commands(quoted) == ['export \'A={"x": 1,\n  "y": 2}\'', "python t.py"]
     console = Block("t.md", 1, "console", "$ keras-meta presets\nmaml-sinusoid ...\n")
     assert shell_commands(console) == ["keras-meta presets"]
     with pytest.raises(AssertionError, match="neither `keras-meta ...` nor in NEVER_RUN"):
