@@ -13,8 +13,8 @@ import tensorflow as tf
 from PIL import Image
 
 import keras_meta as km
-from keras_meta import presets, runs
 from keras_meta.cli import main
+from keras_meta.experiments import RunConfig, builders, protocols, run_dir, runs, sources
 from keras_meta.plots import read_history
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -177,7 +177,7 @@ def test_train_evaluate_adapt_end_to_end(folders, trained_run, capsys):
                 found |= {class_of[image.tobytes()] for image in images_of_episodes}
         return found
 
-    source = runs.EpisodeSource(config)
+    source = sources.EpisodeSource(RunConfig.from_dict(config))
     seen = {
         "train": classes(source.train().take(10)),
         "validation": classes(source.fixed("validation", 4)),
@@ -402,11 +402,11 @@ def test_adapt_errors(trained_run, tmp_path, capsys):
 
 def test_evaluate_split_checkpoint_and_seed(folders, trained_run):
     _, data, _ = folders
-    config = runs.run_config(trained_run)
-    images, labels, split = _split_images(data, config["split_seed"])
+    config = run_dir.run_config(trained_run)
+    images, labels, split = _split_images(data, config.split_seed)
     for name, checkpoint, seed, file, default_seed in [
-        ("validation", "best", 5, "best.keras", config["seed"] + runs._VAL_SEED_OFFSET),
-        ("test", "final", 6, "learner.keras", config["seed"] + runs._TEST_SEED_OFFSET),
+        ("validation", "best", 5, "best.keras", config.seed + sources.SEED_OFFSETS["validation"]),
+        ("test", "final", 6, "learner.keras", config.seed + sources.SEED_OFFSETS["test"]),
     ]:
         argv = ["evaluate", str(trained_run), "--split", name, "--checkpoint", checkpoint]
         assert main(argv + ["--seed", str(seed), "--episodes", "6", "--verbose", "0"]) == 0
@@ -436,35 +436,35 @@ def test_resuming_with_another_configuration_is_an_error(folders, tmp_path, caps
     _, data, _ = folders
     out = tmp_path / "run"
     out.mkdir()
-    config = presets.resolve_config(dataset="folder", data_dir=str(data), split="random", ways=3)
-    (out / "config.json").write_text(json.dumps({"config": config}))
+    config = RunConfig(dataset="folder", data_dir=str(data), split="random", ways=3)
+    (out / "config.json").write_text(json.dumps({"config": config.to_dict()}))
     line = _error(capsys, _train_args(data, out, "--ways", "4"))
     assert "another configuration" in line and "ways: 3 -> 4" in line
 
 
-def test_presets_validate_and_build():
-    for name in presets.list_presets():
-        config = presets.get_preset(name)
-        assert config["name"] == name
-        assert config["published"]["source"]
-        learner = presets.build_learner(config, runs.input_shape(config))
+def test_protocols_validate_and_build():
+    for name in protocols.list_protocols():
+        config = protocols.get_protocol(name)
+        assert config.name == name
+        assert config.published["source"]
+        learner = builders.build_learner(config)
         assert learner.optimizer is not None
-        if config["algorithm"] not in ("protonet",):
+        if config.algorithm not in ("protonet",):
             assert learner.model.output_shape[-1] == (
-                1 if config["dataset"] == "sinusoid" else config["ways"]
+                1 if config.dataset == "sinusoid" else config.ways
             )
     with pytest.raises(ValueError, match="Unknown configuration fields"):
-        presets.validate_config({"wayz": 5})
+        RunConfig.from_dict({"wayz": 5})
     with pytest.raises(ValueError, match="Unknown configuration fields"):
-        presets.resolve_config("maml-omniglot-5w1s", wayz=5)
-    with pytest.raises(TypeError, match="`ways` must be of type int"):
-        presets.resolve_config("maml-omniglot-5w1s", ways="5")
-    with pytest.raises(ValueError, match="Unknown preset"):
-        presets.get_preset("maml-omniglot-7w1s")
+        RunConfig.from_protocol("maml-omniglot-5w1s", wayz=5)
+    with pytest.raises(TypeError, match="`ways` must be an integer"):
+        RunConfig.from_protocol("maml-omniglot-5w1s", ways="5")
+    with pytest.raises(ValueError, match="Unknown protocol"):
+        protocols.get_protocol("maml-omniglot-7w1s")
     with pytest.raises(ValueError, match="classifier"):
-        presets.resolve_config("maml-sinusoid", algorithm="protonet")
-    overridden = presets.resolve_config("protonet-omniglot-5w1s", eval_shots=5)
-    assert presets.eval_episode_shape(overridden) == (5, 5, 15)
+        RunConfig.from_protocol("maml-sinusoid", algorithm="protonet")
+    overridden = RunConfig.from_protocol("protonet-omniglot-5w1s", eval_shots=5)
+    assert overridden.eval_episode_shape == (5, 5, 15)
 
 
 def test_presets_command(capsys):
