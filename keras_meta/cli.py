@@ -20,6 +20,26 @@ import json
 import sys
 
 
+def _integer(name: str, minimum: int | None = 1):
+    """An argparse type: an integer >= `minimum`, checked by keras_meta.validation."""
+    from keras_meta import validation
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"`{name}` must be an integer >= {minimum}; received {text!r}."
+            ) from None
+        try:
+            return validation.check_int(name, value, minimum)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = name
+    return parse
+
+
 def _add_train_parser(sub):
     from keras_meta.experiments.options import add_config_options
 
@@ -39,9 +59,13 @@ def _add_train_parser(sub):
     add_config_options(p)
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
     # Interrupts training after N epochs: tests resumption end to end.
-    p.add_argument("--fail-after-epochs", type=int, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--fail-after-epochs", type=_integer("fail_after_epochs"), help=argparse.SUPPRESS
+    )
     # Kills the process after N training batches: tests a crash mid-epoch.
-    p.add_argument("--crash-after-batches", type=int, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--crash-after-batches", type=_integer("crash_after_batches"), help=argparse.SUPPRESS
+    )
     return p
 
 
@@ -59,13 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="Meta-train MAML on sinusoid regression (no download).")
     demo.add_argument(
         "--iterations",
-        type=int,
+        type=_integer("iterations"),
         default=None,
         help="meta-iterations (default: 15000, a few minutes on 2 CPU cores; the paper: 70000)",
     )
     demo.add_argument("--out", default="demo_output", help="output folder")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--eval-tasks", type=int, default=600)
+    demo.add_argument("--eval-tasks", type=_integer("eval_tasks", 2), default=600)
 
     _add_train_parser(sub)
 
@@ -79,11 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     ev.add_argument("run_dir", metavar="RUN_DIR")
-    ev.add_argument("--episodes", type=int, help="default: the configuration's")
+    ev.add_argument("--episodes", type=_integer("episodes"), help="default: the configuration's")
     ev.add_argument("--split", choices=["test", "validation"], default="test")
     ev.add_argument("--checkpoint", choices=["final", "best"])
     ev.add_argument("--seed", type=int, help="seed of the episodes")
-    ev.add_argument("--inner-steps", type=int, help="override the eval inner steps")
+    ev.add_argument(
+        "--inner-steps", type=_integer("inner_steps"), help="override the eval inner steps"
+    )
     ev.add_argument("--bn-mode", choices=["transductive", "running"])
     ev.add_argument("--data-dir", help="where the data is now, if it moved")
     ev.add_argument("--verbose", type=int, choices=[0, 1], default=1)
@@ -101,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("run_dir", metavar="RUN_DIR")
     ad.add_argument("--support", required=True, metavar="FOLDER")
     ad.add_argument("--out", required=True, metavar="DIR")
-    ad.add_argument("--steps", type=int, help="inner steps (default: the learner's)")
+    ad.add_argument(
+        "--steps", type=_integer("steps"), help="inner steps (default: the learner's)"
+    )
     ad.add_argument("--checkpoint", choices=["final", "best"])
     inv = ad.add_mutually_exclusive_group()
     inv.add_argument(
@@ -274,13 +302,18 @@ def main(argv=None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "demo":
         from keras_meta.demo import run_demo
+        from keras_meta.experiments.run_dir import RunError
 
-        run_demo(
-            iterations=args.iterations,
-            out_dir=args.out,
-            seed=args.seed,
-            eval_tasks=args.eval_tasks,
-        )
+        try:
+            run_demo(
+                iterations=args.iterations,
+                out_dir=args.out,
+                seed=args.seed,
+                eval_tasks=args.eval_tasks,
+            )
+        except RunError as error:
+            print(f"keras-meta demo: error: {error}", file=sys.stderr)
+            return 2
         return 0
     if args.command in ("protocols", "presets"):
         from keras_meta.experiments import protocols

@@ -11,7 +11,6 @@ beside the paper's.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -44,15 +43,15 @@ def run_demo(
     ['1', '10']
     """
     import keras_meta as km
+    from keras_meta import validation
     from keras_meta.evaluation import evaluate
+    from keras_meta.experiments.run_dir import writable_dir, write_json
     from keras_meta.plots import plot_regression_adaptation
 
     iterations = DEFAULT_ITERATIONS if iterations is None else iterations
-    if iterations < 1:
-        raise ValueError(f"--iterations must be >= 1; received {iterations}.")
-    if eval_tasks < 2:
-        raise ValueError(f"--eval-tasks must be >= 2; received {eval_tasks}.")
-    os.makedirs(out_dir, exist_ok=True)
+    iterations = validation.check_int("iterations", iterations)
+    eval_tasks = validation.check_int("eval_tasks", eval_tasks, 2)
+    writable_dir(out_dir)
     keras.utils.set_random_seed(seed)
 
     learner = km.MAML(km.models.mlp(), inner_learning_rate=0.01, inner_steps=1)
@@ -121,8 +120,7 @@ def run_demo(
         "plot": plot_path,
         "adapted_model": adapted_path,
     }
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    write_json(os.path.join(out_dir, "results.json"), results)
 
     say("")
     say(f"K={EVAL_SHOTS} adaptation MSE on {eval_tasks} fixed tasks (mean ± 95% CI):")

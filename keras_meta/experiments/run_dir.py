@@ -8,10 +8,20 @@ learner.keras    the learner after the last completed epoch
 best.keras       the learner of the best validation epoch
 history.csv      per-epoch logs (CSVLogger)
 logs/            TensorBoard logs
-backup/          BackupAndRestore state while training is unfinished
+backup/          BackupAndRestore state (two epochs) until the run is finished
 curves.png       learning curves; adaptation.png for regression
 evaluation.json  the last `evaluate` results
+lock             the pid of the process that holds the directory
 ```
+
+Crash safety: `train` and `evaluate` hold an exclusive lock on the directory
+(`fcntl.flock` on `lock`; the lock goes with the process, however it ends), so
+a second process writing into it stops with an error naming the holder. Every
+file above is written to a temporary name and renamed into place, so a crash
+leaves the previous version or the new one, never half a file; the exceptions
+are `logs/` (TensorBoard appends to its event files) and `backup/`, which Keras
+writes in place but keeps twice (`BackupAndRestore(double_checkpoint=True)`):
+when the latest copy is unreadable, training resumes from the previous epoch's.
 
 Example:
 
@@ -21,10 +31,18 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import platform
+import shutil
+import tempfile
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not protected there.
+    fcntl = None
 
 from keras_meta.experiments.config import RunConfig
 
@@ -35,6 +53,11 @@ EVALUATION_FILE = "evaluation.json"
 CHECKPOINTS = {"final": "learner.keras", "best": "best.keras"}
 BACKUP_DIR = "backup"
 LOG_DIR = "logs"
+LOCK_FILE = "lock"
+# BackupAndRestore's files, and their previous-epoch copies (double_checkpoint).
+BACKUP_WEIGHTS = "latest.weights.h5"
+BACKUP_METADATA = "training_metadata.json"
+PREVIOUS_SUFFIX = ".bkp"
 
 
 class RunError(ValueError):
@@ -85,6 +108,28 @@ def machine_info() -> dict:
     }
 
 
+@contextlib.contextmanager
+def atomic(file: str):
+    """Yields a temporary path beside `file` (same extension) to write; renames
+    it to `file` when the block succeeds, removes it when it fails.
+
+    Example:
+
+    >>> with atomic("notes.txt") as tmp:
+    ...     _ = open(tmp, "w").write("done")
+    >>> open("notes.txt").read()
+    'done'
+    """
+    root, ext = os.path.splitext(file)
+    tmp = f"{root}.tmp{os.getpid()}{ext}"
+    try:
+        yield tmp
+        os.replace(tmp, file)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_json(file: str, data) -> None:
     """Writes `data` as JSON, atomically: a reader sees the old file or the new one.
 
@@ -94,11 +139,64 @@ def write_json(file: str, data) -> None:
     >>> read_json("state.json")
     {'epochs_done': 2}
     """
-    tmp = f"{file}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, file)
+    with atomic(file) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+
+def writable_dir(directory, option: str = "--out") -> str:
+    """Creates `directory` if needed and checks that files can be written in it.
+
+    Raises `RunError` naming `option` otherwise.
+
+    Example:
+
+    >>> writable_dir("new_folder")
+    'new_folder'
+    """
+    directory = os.fspath(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise RunError(f"cannot write to {option} {directory!r}: {reason}") from None
+    return directory
+
+
+@contextlib.contextmanager
+def locked(run_dir):
+    """Holds the exclusive lock of a run directory (created if needed).
+
+    Raises `RunError` naming the holder's pid when another process holds it.
+
+    Example:
+
+    >>> with locked("runs/a"):
+    ...     open("runs/a/lock").read() == str(os.getpid())
+    True
+    """
+    run_dir = writable_dir(run_dir)
+    if fcntl is None:
+        yield
+        return
+    with open(path(run_dir, LOCK_FILE), "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise RunError(
+                f"{run_dir!r} is in use by another process (pid {holder}); wait for it "
+                "to end or use another directory"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
 
 
 def read_json(file: str):
@@ -162,12 +260,65 @@ def write_config(run_dir, config: RunConfig, command=None) -> None:
     )
 
 
-def backup_epoch(run_dir) -> int:
-    """Epochs completed according to the backup (`0`: no backup)."""
-    file = os.path.join(path(run_dir, BACKUP_DIR), "training_metadata.json")
-    if not os.path.exists(file):
+def _backup_problem(weights: str, metadata: str) -> str | None:
+    """Why a backup (weights and metadata files) is unusable, or `None`."""
+    import h5py
+
+    try:
+        with open(metadata, encoding="utf-8") as f:
+            epoch = json.load(f)["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"no epoch count: {epoch!r}")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"{os.path.basename(metadata)}: {error}"
+    try:
+        with h5py.File(weights, "r") as f:
+            # Reading every array finds a file cut short after its header.
+            f.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
+    except (OSError, ValueError, KeyError) as error:
+        return f"{os.path.basename(weights)}: {error}"
+    return None
+
+
+def backup_epoch(run_dir, say=print) -> int:
+    """Epochs completed according to the backup (`0`: no backup).
+
+    When the latest backup is unreadable (a crash while Keras wrote it), the
+    previous epoch's copy replaces it and `say` reports it; when both are
+    unreadable, a `RunError` says how to start over.
+
+    Example:
+
+    >>> backup_epoch("no_such_run")
+    0
+    """
+    backup = path(run_dir, BACKUP_DIR)
+    weights = os.path.join(backup, BACKUP_WEIGHTS)
+    metadata = os.path.join(backup, BACKUP_METADATA)
+    if not os.path.exists(metadata) and not os.path.exists(weights):
         return 0
-    return int(read_json(file).get("epoch", 0))
+    problem = _backup_problem(weights, metadata)
+    if problem is not None:
+        previous = [f + PREVIOUS_SUFFIX for f in (weights, metadata)]
+        if not all(os.path.exists(f) for f in previous) or _backup_problem(*previous):
+            raise RunError(
+                f"the training backup in {backup!r} is unreadable ({problem}) and has no "
+                f"readable previous copy; delete {backup!r} to train again from the start"
+            )
+        for copy, file in zip(previous, (weights, metadata)):
+            with atomic(file) as tmp:
+                shutil.copyfile(copy, tmp)
+        say(
+            f"The latest training backup is unreadable ({problem}); resuming from the "
+            "previous epoch's backup."
+        )
+    with open(metadata, encoding="utf-8") as f:
+        return int(json.load(f)["epoch"])
+
+
+def remove_backup(run_dir) -> None:
+    """Deletes `backup/` (once `run.json` records the run as finished)."""
+    shutil.rmtree(path(run_dir, BACKUP_DIR), ignore_errors=True)
 
 
 def read_history(run_dir) -> dict:

@@ -16,22 +16,19 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
-import sys
-import time
 
 import keras
 
+from keras_meta import validation
+from keras_meta.experiments import protocols
 from keras_meta.experiments import run_dir as files
 from keras_meta.experiments.builders import build_learner
 from keras_meta.experiments.config import RunConfig
+from keras_meta.experiments.run_callbacks import CrashAfterBatches, FailAfterEpochs, run_callbacks
 from keras_meta.experiments.run_dir import RunError
 from keras_meta.experiments.sources import EpisodeSource, eval_seed
-
-
-class _SimulatedInterruption(KeyboardInterrupt):
-    """Raised by the hidden `--fail-after-epochs` test flag."""
 
 
 def prepare_run(
@@ -78,97 +75,6 @@ def prepare_run(
     return stored, True
 
 
-class _RunProgress(keras.callbacks.Callback):
-    """Writes `run.json` after each epoch: progress and training wall time."""
-
-    def __init__(self, run_dir, steps_per_epoch, previous_seconds):
-        super().__init__()
-        self.run_dir = run_dir
-        self.steps_per_epoch = steps_per_epoch
-        self.previous_seconds = previous_seconds
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        state = files.run_state(self.run_dir)
-        state.update(
-            {
-                "epochs_done": epoch + 1,
-                "iterations_done": (epoch + 1) * self.steps_per_epoch,
-                "train_seconds": self.previous_seconds + time.perf_counter() - self.start,
-                "finished": False,
-            }
-        )
-        files.write_json(files.path(self.run_dir, files.RUN_FILE), state)
-
-
-class _CrashAfterBatches(keras.callbacks.Callback):
-    """Kills the process after a number of training batches (tests of a crash
-    in the middle of an epoch: no exception, no clean-up, as when a machine
-    is lost)."""
-
-    def __init__(self, batches):
-        super().__init__()
-        self.batches = batches
-        self.seen = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen >= self.batches:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
-
-
-class _FailAfterEpochs(keras.callbacks.Callback):
-    """Interrupts training after a number of epochs (tests of resumption)."""
-
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = epochs
-        self.seen = 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seen += 1
-        if self.seen >= self.epochs:
-            raise _SimulatedInterruption(f"simulated interruption after epoch {epoch}")
-
-
-def _callbacks(run_dir, config, val_episodes, start_epoch, steps):
-    from keras_meta.callbacks import MetaEvaluation, ScalarLogger, tensorboard_installed
-
-    monitor, mode = config.monitor
-    best = None
-    done = files.read_history(run_dir).get(monitor, [])[:start_epoch] if start_epoch else []
-    if done:
-        best = (max if mode == "max" else min)(done)
-    log_dir = files.path(run_dir, files.LOG_DIR)
-    if tensorboard_installed():
-        tensorboard = keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0)
-    else:
-        # keras.callbacks.TensorBoard needs the tensorboard package, which
-        # TensorFlow no longer installs; the scalars are what a run needs.
-        tensorboard = ScalarLogger(log_dir)
-    previous = files.run_state(run_dir).get("train_seconds", 0.0) if start_epoch else 0.0
-    return [
-        MetaEvaluation(val_episodes, num_episodes=config.val_episodes),
-        keras.callbacks.ModelCheckpoint(files.checkpoint_path(run_dir, "final"), verbose=0),
-        keras.callbacks.ModelCheckpoint(
-            files.path(run_dir, files.CHECKPOINTS["best"]),
-            monitor=monitor,
-            mode=mode,
-            save_best_only=True,
-            initial_value_threshold=best,
-            verbose=0,
-        ),
-        keras.callbacks.CSVLogger(files.path(run_dir, files.HISTORY_FILE), append=start_epoch > 0),
-        tensorboard,
-        _RunProgress(run_dir, steps, previous),
-        # Last, so that an epoch counts as done only once everything above
-        # has recorded it.
-        keras.callbacks.BackupAndRestore(files.path(run_dir, files.BACKUP_DIR)),
-    ]
-
-
 def train(
     run_dir,
     protocol: str | None = None,
@@ -195,28 +101,62 @@ def train(
 
     >>> train("runs/sine", "maml-sinusoid", {"iterations": 2000})  # doctest: +SKIP
     """
-    from keras_meta.plots import plot_history, plot_regression_adaptation
-
     run_dir = os.fspath(run_dir)
-    config, resuming = prepare_run(run_dir, protocol, overrides)
-    epochs, steps = config.epochs_and_steps
-    start_epoch = files.backup_epoch(run_dir)
+    say = print if verbose else (lambda *a, **k: None)
+    config, _ = prepare_run(run_dir, protocol, overrides)
     # Data problems (missing files, too few classes for the ways) surface
     # here, before anything is written.
     source = EpisodeSource(config)
+    with files.locked(run_dir):
+        # Again under the lock: another process may have started this run
+        # (or finished it) since.
+        config, resuming = prepare_run(run_dir, protocol, overrides)
+        if not resuming:
+            files.write_config(run_dir, config, argv)
+        epochs, steps = config.epochs_and_steps
+        start_epoch = _start_epoch(run_dir, epochs, say)
+        if start_epoch < epochs:
+            learner = _fit(run_dir, config, source, start_epoch, fail_after_epochs,
+                           crash_after_batches, verbose)
+        else:
+            say(f"{run_dir} had trained all {epochs} epochs; recording it as finished.")
+            learner = keras.models.load_model(files.checkpoint_path(run_dir, "final"))
+        state = files.run_state(run_dir)
+        state.update(finished=True, finished_at=files.now())
+        files.write_json(files.path(run_dir, files.RUN_FILE), state)
+        files.remove_backup(run_dir)
+        _plot(run_dir, config, source, learner)
+    return state
+
+
+def _start_epoch(run_dir, epochs, say) -> int:
+    """Epochs already trained: the backup's, or all of them when a crash came
+    after the backup was deleted but before run.json said "finished"."""
+    start = files.backup_epoch(run_dir, say)
+    if start:
+        return start
+    done = files.run_state(run_dir).get("epochs_done", 0)
+    if done >= epochs and os.path.exists(files.checkpoint_path(run_dir, "final")):
+        return epochs
+    if done:
+        raise RunError(
+            f"run.json of {run_dir!r} records {done} trained epochs but the backup is "
+            "missing, so the run cannot resume; train into a new --out"
+        )
+    return 0
+
+
+def _fit(run_dir, config, source, start_epoch, fail_after_epochs, crash_after_batches, verbose):
+    epochs, steps = config.epochs_and_steps
     train_episodes = source.train(start=start_epoch * steps)
     val_episodes = source.fixed("validation", config.val_episodes)
-    os.makedirs(run_dir, exist_ok=True)
-    if not resuming:
-        files.write_config(run_dir, config, argv)
-
     keras.utils.set_random_seed(config.seed)
     learner = build_learner(config)
-    callbacks = _callbacks(run_dir, config, val_episodes, start_epoch, steps)
+    callbacks = run_callbacks(run_dir, config, val_episodes, start_epoch)
     if fail_after_epochs:
-        callbacks.append(_FailAfterEpochs(fail_after_epochs))
+        callbacks.append(FailAfterEpochs(fail_after_epochs))
     if crash_after_batches:
-        callbacks.append(_CrashAfterBatches(crash_after_batches))
+        callbacks.append(CrashAfterBatches(crash_after_batches))
     if start_epoch and verbose:
         print(f"Resuming {run_dir} at epoch {start_epoch + 1}/{epochs}.")
     learner.fit(
@@ -227,21 +167,22 @@ def train(
         verbose=verbose,
         shuffle=False,
     )
-    state = files.run_state(run_dir)
-    state.update(finished=True, finished_at=files.now())
-    files.write_json(files.path(run_dir, files.RUN_FILE), state)
+    return learner
+
+
+def _plot(run_dir, config, source, learner):
+    from keras_meta.plots import plot_history, plot_regression_adaptation
 
     plot_history(
         files.path(run_dir, files.HISTORY_FILE),
         files.path(run_dir, "curves.png"),
-        steps_per_epoch=steps,
+        steps_per_epoch=config.epochs_and_steps[1],
         title=config.name or config.algorithm,
     )
     if config.is_regression:
         plot_regression_adaptation(
             learner, source.fixed("test", 3), files.path(run_dir, "adaptation.png")
         )
-    return state
 
 
 def load_run(run_dir, checkpoint: str | None = None) -> tuple[RunConfig, keras.Model]:
@@ -292,15 +233,30 @@ def evaluate(
 
     >>> results = evaluate("runs/sine", num_episodes=600)  # doctest: +SKIP
     """
-    from keras_meta.evaluation import evaluate as evaluate_learner
-
     config, learner = load_run(run_dir, checkpoint)
     if data_dir is not None:
         config = config.override(data_dir=os.fspath(data_dir))
-    if split not in ("test", "validation"):
-        raise RunError(f"unknown split {split!r}; choose 'test' or 'validation'")
-    num_episodes = num_episodes or config.eval_episodes
+    try:
+        validation.check_choice("split", split, protocols.EVAL_SPLITS)
+        num_episodes = validation.check_int("num_episodes", num_episodes, allow_none=True)
+        validation.check_int("inner_steps", inner_steps, allow_none=True)
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
+    if num_episodes is None:
+        num_episodes = config.eval_episodes
     episodes = EpisodeSource(config).fixed(split, num_episodes, seed)
+    with files.locked(run_dir) if write else contextlib.nullcontext():
+        record = _evaluate(config, learner, episodes, num_episodes, split, checkpoint, seed,
+                           inner_steps, bn_mode, time_adaptation, verbose)
+        if write:
+            files.write_json(files.path(run_dir, files.EVALUATION_FILE), record)
+    return record
+
+
+def _evaluate(config, learner, episodes, num_episodes, split, checkpoint, seed, inner_steps,
+              bn_mode, time_adaptation, verbose) -> dict:
+    from keras_meta.evaluation import evaluate as evaluate_learner
+
     results = evaluate_learner(
         learner,
         episodes,
@@ -323,8 +279,6 @@ def evaluate(
         "evaluated": files.now(),
         "machine": files.machine_info(),
     }
-    if write:
-        files.write_json(files.path(run_dir, files.EVALUATION_FILE), record)
     return record
 
 
@@ -354,6 +308,10 @@ def adapt(
     config, learner = load_run(run_dir, checkpoint)
     if config.is_regression:
         raise RunError("adapt takes image folders; this run is a regression run")
+    try:
+        validation.check_int("steps", steps, allow_none=True)
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
     if invert is None:
         # The Omniglot loader inverts the scans (ink = 1); user images of
         # dark ink on white must be inverted the same way.
@@ -375,8 +333,8 @@ def adapt(
             f"{config.algorithm} model was trained {config.ways}-way and has "
             f"{config.ways} outputs"
         )
+    files.writable_dir(out_dir)
     adapted = learner.adapt(x, y.astype("int32"), steps=steps)
-    os.makedirs(out_dir, exist_ok=True)
     adapted.export(os.fspath(out_dir), verbose=False)
     labels = {str(i): name for i, name in enumerate(names)}
     files.write_json(os.path.join(out_dir, "labels.json"), labels)
