@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from cli_helpers import _error, _make_image_folder, _train_args  # noqa: E402
 
 import keras_meta as km
 from keras_meta.cli import main
@@ -18,71 +18,6 @@ from keras_meta.experiments import RunConfig, builders, protocols, run_dir, runs
 from keras_meta.plots import read_history
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _make_image_folder(root, num_classes, per_class, seed):
-    """Class-specific 7x7 block patterns upsampled to 28x28, plus noise."""
-    rng = np.random.default_rng(seed)
-    for c in range(num_classes):
-        folder = root / f"class_{c:02d}"
-        folder.mkdir(parents=True)
-        pattern = np.kron(rng.random((7, 7)) > 0.5, np.ones((4, 4)))
-        for i in range(per_class):
-            image = np.clip(pattern + 0.3 * rng.standard_normal((28, 28)), 0, 1)
-            Image.fromarray((255 * image).astype(np.uint8), "L").save(folder / f"{i}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    # 15 classes: a 0.6/0.2/0.2 split leaves 9/3/3, enough for 3-way episodes.
-    data = _make_image_folder(root / "data", 15, 6, seed=0)
-    support = _make_image_folder(root / "support", 3, 2, seed=1)
-    return root, data, support
-
-
-def _train_args(data, out, *extra):
-    return [
-        "train",
-        "--algorithm",
-        "maml",
-        "--dataset",
-        "folder",
-        "--data-dir",
-        str(data),
-        "--split",
-        "random",
-        "--ways",
-        "3",
-        "--shots",
-        "1",
-        "--queries",
-        "2",
-        "--meta-batch-size",
-        "2",
-        "--iterations",
-        "6",
-        "--steps-per-epoch",
-        "2",
-        "--val-episodes",
-        "4",
-        "--eval-episodes",
-        "10",
-        "--filters",
-        "8",
-        "--inner-lr",
-        "0.4",
-        # A seed whose validation accuracy peaks at the second of the three
-        # epochs, so that the choice of best.keras after a resume is tested.
-        "--seed",
-        "2",
-        "--out",
-        str(out),
-        "--verbose",
-        "0",
-        *extra,
-    ]
 
 
 FRACTIONS = [0.6, 0.2, 0.2]  # the folder dataset's default class split
@@ -109,14 +44,6 @@ def _numpy_accuracy(learner, episodes):
     x = {k: x[k] for k in ("support_x", "support_y", "query_x")}
     preds = learner.predict(x, verbose=0)
     return float(np.mean(preds.argmax(-1) == y.numpy()))
-
-
-@pytest.fixture(scope="module")
-def trained_run(folders):
-    root, data, _ = folders
-    out = root / "run"
-    assert main(_train_args(data, out)) == 0
-    return out
 
 
 def test_train_evaluate_adapt_end_to_end(folders, trained_run, capsys):
@@ -325,18 +252,6 @@ def test_sinusoid_preset_and_regression_plot(tmp_path, capsys):
     )
     assert "adapt takes image folders; this run is a regression run" in line
     assert not (tmp_path / "a").exists()
-
-
-def _error(capsys, argv):
-    """Runs the CLI expecting a usage error; returns the error line."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's parser.error
-        code = exit_.code
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    return err.splitlines()[-1]
 
 
 def test_bad_arguments_give_one_line_errors(folders, trained_run, tmp_path, capsys):
