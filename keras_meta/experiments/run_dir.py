@@ -167,10 +167,11 @@ def writable_dir(directory, option: str = "--out") -> str:
 
 
 @contextlib.contextmanager
-def locked(run_dir):
+def locked(run_dir, option: str = "--out"):
     """Holds the exclusive lock of a run directory (created if needed).
 
-    Raises `RunError` naming the holder's pid when another process holds it.
+    Raises `RunError` naming the holder's pid when another process holds it,
+    or naming `option` when the directory cannot be written.
 
     Example:
 
@@ -178,7 +179,7 @@ def locked(run_dir):
     ...     open("runs/a/lock").read() == str(os.getpid())
     True
     """
-    run_dir = writable_dir(run_dir)
+    run_dir = writable_dir(run_dir, option)
     if fcntl is None:
         yield
         return

@@ -245,7 +245,7 @@ def evaluate(
     if num_episodes is None:
         num_episodes = config.eval_episodes
     episodes = EpisodeSource(config).fixed(split, num_episodes, seed)
-    with files.locked(run_dir) if write else contextlib.nullcontext():
+    with files.locked(run_dir, "RUN_DIR") if write else contextlib.nullcontext():
         record = _evaluate(config, learner, episodes, num_episodes, split, checkpoint, seed,
                            inner_steps, bn_mode, time_adaptation, verbose)
         if write:

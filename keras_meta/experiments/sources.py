@@ -127,15 +127,9 @@ class EpisodeSource:
         images, labels = self._parts[split]
         augment = "class_rotation" if self.config.augmentation == "class_rotation" else None
         try:
+            shape = dict(ways=ways, shots=shots, queries=queries)
             return data.EpisodeSampler(
-                images,
-                labels,
-                ways=ways,
-                shots=shots,
-                queries=queries,
-                seed=seed,
-                num_episodes=num_episodes,
-                augment=augment,
+                images, labels, **shape, seed=seed, num_episodes=num_episodes, augment=augment
             )
         except ValueError as error:
             raise RunError(

@@ -111,3 +111,17 @@ def test_protocols_are_data_with_one_split():
     assert sum(protocols.MAML_SPLIT_SIZES) == 1623  # Omniglot's characters
     with pytest.raises(ValueError, match="Unknown protocol 'nope'; the protocols are: "):
         RunConfig.from_protocol("nope")
+
+
+def test_the_former_presets_functions_still_answer_with_a_warning():
+    from keras_meta import presets
+
+    with pytest.warns(DeprecationWarning, match="keras_meta.experiments"):
+        old = presets.get_preset("maml-omniglot-5w1s")
+    assert old == protocols.get_protocol("maml-omniglot-5w1s").to_dict()
+    with pytest.warns(DeprecationWarning):
+        assert presets.list_presets() == protocols.list_protocols()
+    with pytest.warns(DeprecationWarning):
+        assert presets.resolve_config("maml-sinusoid", iterations=7)["iterations"] == 7
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="Unknown preset 'x'"):
+        presets.get_preset("x")
