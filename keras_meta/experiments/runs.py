@@ -107,6 +107,8 @@ def train(
     # Data problems (missing files, too few classes for the ways) surface
     # here, before anything is written.
     source = EpisodeSource(config)
+    source.train(start=0)
+    source.fixed("validation", config.val_episodes)
     with files.locked(run_dir):
         # Again under the lock: another process may have started this run
         # (or finished it) since.
