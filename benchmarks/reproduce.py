@@ -1,14 +1,14 @@
 """Reproduces a published few-shot result and records it in docs/results.md.
 
-Runs a preset of `keras_meta.presets` (training, then the evaluation on the
-preset's fixed test episodes) and appends one row to the results table of
+Runs a protocol of `keras_meta.experiments.protocols` (training, then the
+evaluation on the protocol's fixed test episodes) and appends one row to the results table of
 docs/results.md: our mean ± 95% CI, the published number, the protocol, the
 training budget actually spent (iterations, wall time, machine), the split,
 the augmentation and the BatchNorm mode.
 
-    python benchmarks/reproduce.py --preset maml-omniglot-5w1s \\
+    python benchmarks/reproduce.py --protocol maml-omniglot-5w1s \\
         --data-dir ../shared/data/omniglot
-    python benchmarks/reproduce.py --preset maml-sinusoid --iterations 2000
+    python benchmarks/reproduce.py --protocol maml-sinusoid --iterations 2000
 
 The run directory (default `runs/<preset>-<iterations>it`) is kept: running the
 same command again resumes an interrupted training, or, when training is
@@ -35,9 +35,9 @@ def _pct(value, metric):
 
 def protocol_text(config: dict) -> str:
     """A one-cell summary of a configuration's training and test protocol."""
-    from keras_meta import presets
+    from keras_meta.experiments import RunConfig
 
-    ways, shots, queries = presets.eval_episode_shape(config)
+    ways, shots, queries = RunConfig.from_dict(config).eval_episode_shape
     parts = [config["algorithm"]]
     if config["dataset"] == "sinusoid":
         parts.append(f"K={config['shots']} train, K={shots} test, {queries} test queries")
@@ -71,29 +71,31 @@ def protocol_text(config: dict) -> str:
 
 
 def split_text(config: dict) -> str:
+    from keras_meta.experiments import protocols
+
     sizes = config["split_sizes"]
     if config["split"] == "mixed":
         return "1623 chars shuffled (seed {}): {}/{}/{}".format(
-            config["split_seed"], *(sizes or [1100, 100, 423])
+            config["split_seed"], *(sizes or protocols.MAML_SPLIT_SIZES)
         )
     if config["split"] == "official":
         return "background (train/val) / evaluation (test)"
     if config["split"] == "random":
-        return "random classes {}/{}/{}".format(*(sizes or [0.6, 0.2, 0.2]))
+        return "random classes {}/{}/{}".format(*(sizes or protocols.FOLDER_SPLIT_FRACTIONS))
     return "fresh tasks"
 
 
 def protocols_table() -> str:
-    """The markdown table of every preset's protocol and published number."""
-    from keras_meta import presets
+    """The markdown table of every protocol and its published number."""
+    from keras_meta.experiments import protocols
 
     lines = [
         "| preset | protocol | iterations | split | augmentation | BN at test "
         "| published | source |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name in presets.list_presets():
-        c = presets.get_preset(name)
+    for name in protocols.list_protocols():
+        c = protocols.get_protocol(name).to_dict()
         pub = c["published"]
         value = _pct(pub["value"], pub["metric"])
         if pub.get("ci95") is not None:
@@ -109,7 +111,7 @@ def protocols_table() -> str:
 
 def result_row(config: dict, record: dict, state: dict, run_dir: str) -> str:
     """One markdown row of the results table."""
-    from keras_meta import presets
+    from keras_meta.experiments import protocols
 
     pub = config["published"] or {"metric": "accuracy", "value": None}
     metric = pub["metric"]
@@ -121,8 +123,8 @@ def result_row(config: dict, record: dict, state: dict, run_dir: str) -> str:
         if pub.get("ci95") is not None:
             published += " ± " + _pct(pub["ci95"], metric)
     preset_iterations = (
-        presets.get_preset(config["name"])["iterations"]
-        if config["name"] in presets.PRESETS
+        protocols.get_protocol(config["name"]).iterations
+        if config["name"] in protocols.PROTOCOLS
         else config["iterations"]
     )
     done = state.get("iterations_done", 0)
@@ -172,11 +174,11 @@ def write_protocols(path: str = RESULTS):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", help="the preset to run")
+    parser.add_argument("--protocol", "--preset", dest="preset", help="the protocol to run")
     parser.add_argument("--iterations", type=int, help="training budget (default: the protocol's)")
     parser.add_argument("--data-dir", help="Omniglot: the folder with the two archives")
     parser.add_argument("--out", help="run directory (default: runs/<preset>-<iterations>it)")
-    parser.add_argument("--episodes", type=int, help="test episodes (default: the preset's)")
+    parser.add_argument("--episodes", type=int, help="test episodes (default: the protocol's)")
     parser.add_argument("--results", default=RESULTS, help="the markdown file to append to")
     parser.add_argument("--no-record", action="store_true", help="do not write the results file")
     parser.add_argument(
@@ -188,24 +190,25 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, REPO_ROOT)
-    from keras_meta import presets, runs
+    from keras_meta.experiments import protocols, run_dir, runs
 
     if args.protocols:
         write_protocols(args.results)
         print(f"Rewrote the protocols table of {args.results}")
         return 0
     if not args.preset:
-        parser.error("--preset is required")
-    if args.preset not in presets.PRESETS:
+        parser.error("--protocol is required")
+    if args.preset not in protocols.PROTOCOLS:
         parser.error(
-            f"unknown preset {args.preset!r}; the presets are: {', '.join(presets.list_presets())}"
+            f"unknown protocol {args.preset!r}; the protocols are: "
+            f"{', '.join(protocols.list_protocols())}"
         )
-    iterations = args.iterations or presets.get_preset(args.preset)["iterations"]
+    iterations = args.iterations or protocols.get_protocol(args.preset).iterations
     out = args.out or os.path.join(REPO_ROOT, "runs", f"{args.preset}-{iterations}it")
     overrides = {"iterations": iterations}
     if args.data_dir:
         overrides["data_dir"] = os.path.abspath(args.data_dir)
-    finished = runs.run_state(out).get("finished", False)
+    finished = run_dir.run_state(out).get("finished", False)
     try:
         if not finished:
             runs.train(
@@ -216,10 +219,10 @@ def main(argv=None) -> int:
                 argv=["benchmarks/reproduce.py"] + list(sys.argv[1:]),
             )
         record = runs.evaluate(out, num_episodes=args.episodes, verbose=args.verbose)
-    except runs.RunError as error:
+    except run_dir.RunError as error:
         print(f"reproduce.py: error: {error}", file=sys.stderr)
         return 2
-    row = result_row(runs.run_config(out), record, runs.run_state(out), out)
+    row = result_row(run_dir.run_config(out).to_dict(), record, run_dir.run_state(out), out)
     print(row)
     if not args.no_record:
         append_row(row, args.results)

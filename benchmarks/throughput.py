@@ -40,7 +40,7 @@ ROOT = os.path.dirname(HERE)
 # The last commit before the throughput work (issue 8); any ref works.
 DEFAULT_BASELINE = "ff6e6e2"
 
-# Omniglot protocols of the presets (see `keras-meta presets`): MAML's strided
+# Omniglot protocols (see `keras-meta protocols`): MAML's strided
 # conv4 without BatchNorm scale; ProtoNets' max-pooling conv4 embedding.
 WORKLOADS = {
     "maml-5w1s": dict(
@@ -75,22 +75,15 @@ def _build(cfg):
 
     import keras_meta as km
 
-    try:  # where the model zoo lives may move; both trees must run this.
-        from keras_meta.models import conv4
+    try:  # the baseline tree may predate keras_meta.models; both trees must run this.
+        from keras_meta.models import conv4, mlp
     except ImportError:
-        from keras_meta.presets import conv4
+        from keras_meta.presets import conv4, mlp
 
     rng = np.random.default_rng(0)
     b, ways, shots, queries = cfg["meta_batch"], cfg["ways"], cfg["shots"], cfg["queries"]
     if cfg["model"] == "mlp":
-        model = keras.Sequential(
-            [
-                keras.Input((1,)),
-                keras.layers.Dense(40, activation="relu"),
-                keras.layers.Dense(40, activation="relu"),
-                keras.layers.Dense(1),
-            ]
-        )
+        model = mlp(1, 1, (40, 40))
         x = {
             "support_x": rng.uniform(-5, 5, (b, shots, 1)).astype("float32"),
             "support_y": rng.normal(size=(b, shots, 1)).astype("float32"),

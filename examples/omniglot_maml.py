@@ -4,10 +4,14 @@ Protocol (Finn et al., 2017, section 5.2, with the split of their code): the
 1,623 characters of both official archives are split by class, 1,100 for
 meta-training, 100 for validation and 423 for testing (seeded); images are
 28x28, ink = 1; each character of a training episode is rotated by a random
-multiple of 90 degrees; conv4 (64 filters, BatchNorm, ReLU, 2x2 max-pool);
-inner SGD lr 0.4, 1 inner step in training and 3 at test time; meta-batch 32;
-Adam 1e-3; BatchNorm in transductive mode. The paper trains 60,000
-iterations; the default here is a short run on a CPU.
+multiple of 90 degrees; MAML's conv4 (`keras_meta.models.conv4` with
+`pooling="strided"`: four blocks of a stride-2 3x3 convolution with 64
+filters, BatchNorm without a learned scale and ReLU, then the mean of the last
+feature map; no max-pooling); inner SGD lr 0.4, 1 inner step in training and 3
+at test time; meta-batch 32; Adam 1e-3; BatchNorm in transductive mode. Unlike
+MAML's code (1 query per class), episodes have 15 queries per class. The paper
+trains 60,000 iterations; the default here is a short run on a CPU. The full
+protocol is `keras-meta train --protocol maml-omniglot-5w1s`.
 
     python examples/omniglot_maml.py PATH/TO/omniglot --iterations 2000
 
@@ -23,20 +27,7 @@ import keras
 import numpy as np
 
 import keras_meta as km
-
-
-def conv4(ways: int, filters: int = 64) -> keras.Model:
-    """The 4-block convolutional network used by MAML and ProtoNets."""
-    layers = [keras.Input((28, 28, 1))]
-    for _ in range(4):
-        layers += [
-            keras.layers.Conv2D(filters, 3, padding="same"),
-            keras.layers.BatchNormalization(),
-            keras.layers.ReLU(),
-            keras.layers.MaxPooling2D(2),
-        ]
-    layers += [keras.layers.Flatten(), keras.layers.Dense(ways)]
-    return keras.Sequential(layers, name="conv4")
+from keras_meta.experiments.protocols import MAML_SPLIT_SIZES
 
 
 def main(argv=None) -> dict:
@@ -60,7 +51,7 @@ def main(argv=None) -> dict:
     evaluation = km.data.omniglot(args.data_dir, split="evaluation")
     images = np.concatenate([background[0], evaluation[0]])
     labels = np.concatenate([background[1], evaluation[1] + background[1].max() + 1])
-    split = km.data.split_classes(labels, [1100, 100, 423], seed=args.seed)
+    split = km.data.split_classes(labels, MAML_SPLIT_SIZES, seed=args.seed)
     train_x, train_y = split.select("train", images, labels)
     test_x, test_y = split.select("test", images, labels)
 
@@ -83,7 +74,7 @@ def main(argv=None) -> dict:
         num_episodes=args.episodes,
     )
     learner = km.MAML(
-        conv4(args.ways),
+        km.models.conv4((28, 28, 1), args.ways, pooling="strided", bn_scale=False),
         inner_learning_rate=0.4,
         inner_steps=1,
         eval_inner_steps=3,

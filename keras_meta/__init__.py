@@ -4,7 +4,7 @@ from keras_meta._backend import check_backend as _check_backend
 
 _check_backend()
 
-from keras_meta import callbacks, data, presets  # noqa: E402
+from keras_meta import callbacks, data, models  # noqa: E402
 from keras_meta.distill import Distiller, distill  # noqa: E402
 from keras_meta.evaluation import evaluate  # noqa: E402
 from keras_meta.learners import (  # noqa: E402
@@ -34,5 +34,16 @@ __all__ = [
     "distill",
     "evaluate",
     "callbacks",
-    "presets",
+    "models",
+    "experiments",
 ]
+
+
+def __getattr__(name):
+    # The application layer is imported on first use, so that importing the
+    # library never imports it.
+    if name in ("experiments", "presets"):
+        import importlib
+
+        return importlib.import_module(f"keras_meta.{name}")
+    raise AttributeError(f"module 'keras_meta' has no attribute {name!r}")

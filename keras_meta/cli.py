@@ -1,15 +1,16 @@
 """The `keras-meta` command line.
 
 ```
-keras-meta train --preset maml-omniglot-5w1s --data-dir DATA --out runs/maml
+keras-meta train --protocol maml-omniglot-5w1s --data-dir DATA --out runs/maml
 keras-meta evaluate runs/maml --episodes 600
 keras-meta adapt runs/maml --support my_classes/ --out adapted/
-keras-meta presets [NAME]
+keras-meta protocols [NAME]
 keras-meta demo
 ```
 
-See `docs/cli.md`. The work is done by `keras_meta.runs`; this module only
-parses arguments, so that `--help` answers without building anything.
+See `docs/cli.md`. The work is done by `keras_meta.experiments.runs`; this
+module only parses arguments and prints results. The `train` options are
+generated from the fields of `keras_meta.experiments.RunConfig`.
 """
 
 from __future__ import annotations
@@ -18,132 +19,53 @@ import argparse
 import json
 import sys
 
-# Command-line option -> configuration field (keras_meta.presets.FIELDS).
-_TRAIN_OPTIONS = {
-    "algorithm": "algorithm",
-    "dataset": "dataset",
-    "data_dir": "data_dir",
-    "ways": "ways",
-    "shots": "shots",
-    "queries": "queries",
-    "eval_ways": "eval_ways",
-    "eval_shots": "eval_shots",
-    "eval_queries": "eval_queries",
-    "meta_batch_size": "meta_batch_size",
-    "inner_lr": "inner_learning_rate",
-    "inner_steps": "inner_steps",
-    "eval_inner_steps": "eval_inner_steps",
-    "inner_optimizer": "inner_optimizer",
-    "inner_batch_size": "inner_batch_size",
-    "meta_lr": "meta_learning_rate",
-    "optimizer": "optimizer",
-    "iterations": "iterations",
-    "steps_per_epoch": "steps_per_epoch",
-    "val_episodes": "val_episodes",
-    "eval_episodes": "eval_episodes",
-    "checkpoint": "checkpoint",
-    "filters": "filters",
-    "pooling": "pooling",
-    "image_size": "image_size",
-    "color_mode": "color_mode",
-    "invert": "invert",
-    "split": "split",
-    "split_sizes": "split_sizes",
-    "split_seed": "split_seed",
-    "augmentation": "augmentation",
-    "bn_mode": "bn_mode",
-    "distance": "distance",
-    "seed": "seed",
-}
 
+def _integer(name: str, minimum: int | None = 1):
+    """An argparse type: an integer >= `minimum`, checked by keras_meta.validation."""
+    from keras_meta import validation
 
-def _split_sizes(text: str) -> list:
-    try:
-        values = [float(v) if "." in v else int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected three comma-separated numbers, e.g. 1100,100,423 or "
-            f"0.6,0.2,0.2; received {text!r}"
-        ) from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(
-            f"expected three sizes (train,validation,test); received {text!r}"
-        )
-    return values
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"`{name}` must be an integer >= {minimum}; received {text!r}."
+            ) from None
+        try:
+            return validation.check_int(name, value, minimum)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = name
+    return parse
 
 
 def _add_train_parser(sub):
+    from keras_meta.experiments.options import add_config_options
+
     p = sub.add_parser(
         "train",
         help="meta-train a learner into a run directory (resumes an unfinished one)",
         description=(
-            "Meta-trains a learner. A --preset pins a published protocol; "
+            "Meta-trains a learner. A --protocol pins a published protocol; "
             "options override its fields. Running the same command again "
             "resumes an interrupted run at its last completed epoch."
         ),
     )
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
-    p.add_argument("--preset", help="a named protocol (see `keras-meta presets`)")
+    p.add_argument("--protocol", help="a published protocol (see `keras-meta protocols`)")
+    p.add_argument("--preset", help="the former name of --protocol")
     p.add_argument("--config", metavar="JSON", help="a configuration file to start from")
-    g = p.add_argument_group("algorithm and data")
-    g.add_argument(
-        "--algorithm",
-        choices=["maml", "fomaml", "protonet", "reptile", "metasgd", "anil"],
-    )
-    g.add_argument("--dataset", choices=["omniglot", "sinusoid", "folder"])
-    g.add_argument(
-        "--data-dir",
-        help="Omniglot: the folder with images_background.zip and "
-        "images_evaluation.zip; folder: one sub-folder of images per class",
-    )
-    g.add_argument("--split", choices=["mixed", "official", "random", "none"])
-    g.add_argument("--split-sizes", type=_split_sizes, metavar="TRAIN,VAL,TEST")
-    g.add_argument("--split-seed", type=int)
-    g.add_argument("--augmentation", choices=["none", "class_rotation", "rotations_as_classes"])
-    g.add_argument("--image-size", type=int)
-    g.add_argument("--color-mode", choices=["grayscale", "rgb"])
-    g.add_argument(
-        "--invert",
-        action="store_true",
-        default=None,
-        help="folder dataset: use 1 - image (dark ink on a light background)",
-    )
-    g = p.add_argument_group("episodes")
-    g.add_argument("--ways", type=int)
-    g.add_argument("--shots", type=int)
-    g.add_argument("--queries", type=int, help="query examples per class in training")
-    g.add_argument("--eval-ways", type=int)
-    g.add_argument("--eval-shots", type=int)
-    g.add_argument("--eval-queries", type=int)
-    g.add_argument("--meta-batch-size", type=int)
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--inner-lr", type=float)
-    g.add_argument("--inner-steps", type=int)
-    g.add_argument("--eval-inner-steps", type=int)
-    g.add_argument("--inner-optimizer", choices=["sgd", "adam"], help="reptile only")
-    g.add_argument("--inner-batch-size", type=int, help="reptile only")
-    g.add_argument("--meta-lr", type=float)
-    g.add_argument("--optimizer", choices=["adam", "sgd"])
-    g.add_argument("--iterations", type=int, help="meta-iterations (the budget)")
-    g.add_argument(
-        "--steps-per-epoch",
-        type=int,
-        help="meta-iterations between validations and checkpoints",
-    )
-    g.add_argument("--val-episodes", type=int, help="validation episodes per epoch")
-    g.add_argument("--eval-episodes", type=int)
-    g.add_argument("--checkpoint", choices=["final", "best"])
-    g.add_argument("--seed", type=int)
-    g = p.add_argument_group("model")
-    g.add_argument("--filters", type=int)
-    g.add_argument("--pooling", choices=["max", "strided"])
-    g.add_argument("--bn-mode", choices=["transductive", "running"])
-    g.add_argument("--distance", choices=["euclidean", "cosine"])
+    add_config_options(p)
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
     # Interrupts training after N epochs: tests resumption end to end.
-    p.add_argument("--fail-after-epochs", type=int, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--fail-after-epochs", type=_integer("fail_after_epochs"), help=argparse.SUPPRESS
+    )
     # Kills the process after N training batches: tests a crash mid-epoch.
-    p.add_argument("--crash-after-batches", type=int, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--crash-after-batches", type=_integer("crash_after_batches"), help=argparse.SUPPRESS
+    )
     return p
 
 
@@ -161,13 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="Meta-train MAML on sinusoid regression (no download).")
     demo.add_argument(
         "--iterations",
-        type=int,
+        type=_integer("iterations"),
         default=None,
         help="meta-iterations (default: 15000, a few minutes on 2 CPU cores; the paper: 70000)",
     )
     demo.add_argument("--out", default="demo_output", help="output folder")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--eval-tasks", type=int, default=600)
+    demo.add_argument("--eval-tasks", type=_integer("eval_tasks", 2), default=600)
 
     _add_train_parser(sub)
 
@@ -181,11 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     ev.add_argument("run_dir", metavar="RUN_DIR")
-    ev.add_argument("--episodes", type=int, help="default: the configuration's")
+    ev.add_argument("--episodes", type=_integer("episodes"), help="default: the configuration's")
     ev.add_argument("--split", choices=["test", "validation"], default="test")
     ev.add_argument("--checkpoint", choices=["final", "best"])
     ev.add_argument("--seed", type=int, help="seed of the episodes")
-    ev.add_argument("--inner-steps", type=int, help="override the eval inner steps")
+    ev.add_argument(
+        "--inner-steps", type=_integer("inner_steps"), help="override the eval inner steps"
+    )
     ev.add_argument("--bn-mode", choices=["transductive", "running"])
     ev.add_argument("--data-dir", help="where the data is now, if it moved")
     ev.add_argument("--verbose", type=int, choices=[0, 1], default=1)
@@ -203,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("run_dir", metavar="RUN_DIR")
     ad.add_argument("--support", required=True, metavar="FOLDER")
     ad.add_argument("--out", required=True, metavar="DIR")
-    ad.add_argument("--steps", type=int, help="inner steps (default: the learner's)")
+    ad.add_argument(
+        "--steps", type=_integer("steps"), help="inner steps (default: the learner's)"
+    )
     ad.add_argument("--checkpoint", choices=["final", "best"])
     inv = ad.add_mutually_exclusive_group()
     inv.add_argument(
@@ -215,13 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inv.add_argument("--no-invert", dest="invert", action="store_false")
 
-    pr = sub.add_parser("presets", help="list the presets, or show one")
-    pr.add_argument("name", nargs="?")
+    for name, text in (("protocols", "list the published protocols, or show one"),
+                       ("presets", "the former name of `protocols`")):
+        pr = sub.add_parser(name, help=text)
+        pr.add_argument("name", nargs="?")
     return parser
 
 
 def _train_overrides(args, parser) -> tuple[str | None, dict]:
-    from keras_meta import presets
+    from keras_meta.experiments import protocols
+    from keras_meta.experiments.options import config_overrides
 
     overrides = {}
     if args.config:
@@ -236,48 +165,129 @@ def _train_overrides(args, parser) -> tuple[str | None, dict]:
         if not isinstance(loaded, dict):
             parser.error(f"--config {args.config!r} must hold a JSON object")
         overrides.update(loaded)
-    for option, field in _TRAIN_OPTIONS.items():
-        value = getattr(args, option)
-        if value is not None:
-            overrides[field] = value
-    if overrides.get("augmentation") == "none":
-        overrides["augmentation"] = None
-    preset = args.preset
-    if preset is not None and preset not in presets.PRESETS:
+    overrides.update(config_overrides(args))
+    if args.preset is not None and args.protocol is not None:
+        parser.error("give --protocol or its former name --preset, not both")
+    protocol = args.protocol if args.protocol is not None else args.preset
+    if protocol is not None and protocol not in protocols.PROTOCOLS:
+        word = "preset" if args.preset is not None else "protocol"
         parser.error(
-            f"unknown preset {preset!r}; the presets are: {', '.join(presets.list_presets())}"
+            f"unknown {word} {protocol!r}; the protocols are: "
+            f"{', '.join(protocols.list_protocols())}"
         )
-    return preset, overrides
+    return protocol, overrides
 
 
-def _print_presets(name=None):
-    from keras_meta import presets
+def _print_protocols(name=None):
+    from keras_meta.experiments import protocols
 
     if name:
-        print(json.dumps(presets.get_preset(name), indent=2))
+        print(json.dumps(protocols.get_protocol(name).to_dict(), indent=2))
         return
     rows = []
-    for n in presets.list_presets():
-        c = presets.get_preset(n)
-        ways, shots, _ = presets.eval_episode_shape(c)
-        pub = c["published"] or {}
+    for n in protocols.list_protocols():
+        c = protocols.get_protocol(n)
+        ways, shots, _ = c.eval_episode_shape
+        pub = c.published or {}
         value = pub.get("value")
         if pub.get("metric") == "accuracy" and value is not None:
             value = f"{100 * value:.2f}%"
         rows.append(
-            (
-                n,
-                c["algorithm"],
-                c["dataset"],
-                f"{ways}-way {shots}-shot",
-                str(c["iterations"]),
-                str(value),
-            )
+            (n, c.algorithm, c.dataset, f"{ways}-way {shots}-shot", str(c.iterations), str(value))
         )
-    header = ("preset", "algorithm", "dataset", "test episodes", "iterations", "published")
+    header = ("protocol", "algorithm", "dataset", "test episodes", "iterations", "published")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def format_result(results: dict, metric: str) -> str:
+    """`"accuracy: 98.70% ± 0.40% (95% CI, 600 episodes)"`.
+
+    Example:
+
+    >>> format_result({"accuracy": 0.987, "accuracy_ci95": 0.004,
+    ...                "num_episodes": 600}, "accuracy")
+    'accuracy: 98.70% ± 0.40% (95% CI, 600 episodes)'
+    """
+    mean, half = results[metric], results[metric + "_ci95"]
+    n = results["num_episodes"]
+    if metric == "accuracy":
+        return f"{metric}: {100 * mean:.2f}% ± {100 * half:.2f}% (95% CI, {n} episodes)"
+    return f"{metric}: {mean:.4g} ± {half:.2g} (95% CI, {n} episodes)"
+
+
+def _print_evaluation(record: dict) -> None:
+    results = record["results"]
+    # The compiled metrics first, the loss last.
+    metrics = sorted(
+        (k[: -len("_ci95")] for k in results if k.endswith("_ci95")),
+        key=lambda name: name == "loss",
+    )
+    for name in metrics:
+        print(format_result(results, name))
+    published = record.get("published")
+    if published:
+        ci = published.get("ci95")
+        value = published["value"]
+        scale, unit = (100, "%") if published["metric"] == "accuracy" else (1, "")
+        text = f"{scale * value:.4g}{unit}" + (
+            f" ± {scale * ci:.2g}{unit}" if ci is not None else ""
+        )
+        print(f"published {published['metric']}: {text} ({published['source']})")
+
+
+def _run(args, parser) -> int:
+    from keras_meta.experiments import run_dir, runs
+
+    if args.command == "train":
+        protocol, overrides = _train_overrides(args, parser)
+        try:
+            runs.train(
+                args.out,
+                protocol,
+                overrides,
+                verbose=args.verbose,
+                fail_after_epochs=args.fail_after_epochs,
+                crash_after_batches=args.crash_after_batches,
+                argv=["keras-meta"] + args.argv,
+            )
+        except KeyboardInterrupt:
+            print(
+                "keras-meta train: interrupted; run the same command again to resume "
+                "from the last completed epoch",
+                file=sys.stderr,
+            )
+            return 130
+        print(f"Trained {args.out}. Evaluate with: keras-meta evaluate {args.out}")
+    elif args.command == "evaluate":
+        record = runs.evaluate(
+            args.run_dir,
+            num_episodes=args.episodes,
+            split=args.split,
+            checkpoint=args.checkpoint,
+            seed=args.seed,
+            inner_steps=args.inner_steps,
+            bn_mode=args.bn_mode,
+            data_dir=args.data_dir,
+            verbose=args.verbose,
+        )
+        _print_evaluation(record)
+        print(f"Wrote {run_dir.path(args.run_dir, run_dir.EVALUATION_FILE)}")
+    else:
+        info = runs.adapt(
+            args.run_dir,
+            args.support,
+            args.out,
+            steps=args.steps,
+            checkpoint=args.checkpoint,
+            invert=args.invert,
+        )
+        print(
+            f"Adapted to {len(info['labels'])} classes ({info['num_images']} "
+            f"images); wrote the SavedModel and labels.json to {info['out_dir']}"
+        )
+    return 0
 
 
 def main(argv=None) -> int:
@@ -285,106 +295,44 @@ def main(argv=None) -> int:
 
     Example:
 
-    >>> main(["presets"])  # doctest: +SKIP
+    >>> main(["protocols"])  # doctest: +SKIP
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "demo":
         from keras_meta.demo import run_demo
+        from keras_meta.experiments.run_dir import RunError
 
-        run_demo(
-            iterations=args.iterations,
-            out_dir=args.out,
-            seed=args.seed,
-            eval_tasks=args.eval_tasks,
-        )
-        return 0
-    if args.command == "presets":
-        from keras_meta import presets
-
-        if args.name and args.name not in presets.PRESETS:
-            parser.error(
-                f"unknown preset {args.name!r}; the presets are: "
-                f"{', '.join(presets.list_presets())}"
-            )
-        _print_presets(args.name)
-        return 0
-
-    from keras_meta import runs
-
-    sub_prog = f"keras-meta {args.command}"
-    try:
-        if args.command == "train":
-            preset, overrides = _train_overrides(args, parser)
-            try:
-                runs.train(
-                    args.out,
-                    preset,
-                    overrides,
-                    verbose=args.verbose,
-                    fail_after_epochs=args.fail_after_epochs,
-                    crash_after_batches=args.crash_after_batches,
-                    argv=["keras-meta"] + args.argv,
-                )
-            except KeyboardInterrupt:
-                print(
-                    f"{sub_prog}: interrupted; run the same command again to resume "
-                    "from the last completed epoch",
-                    file=sys.stderr,
-                )
-                return 130
-            print(f"Trained {args.out}. Evaluate with: keras-meta evaluate {args.out}")
-            return 0
-        if args.command == "evaluate":
-            record = runs.evaluate(
-                args.run_dir,
-                num_episodes=args.episodes,
-                split=args.split,
-                checkpoint=args.checkpoint,
+        try:
+            run_demo(
+                iterations=args.iterations,
+                out_dir=args.out,
                 seed=args.seed,
-                inner_steps=args.inner_steps,
-                bn_mode=args.bn_mode,
-                data_dir=args.data_dir,
-                verbose=args.verbose,
+                eval_tasks=args.eval_tasks,
             )
-            results = record["results"]
-            # The compiled metrics first, the loss last.
-            metrics = sorted(
-                (k[: -len("_ci95")] for k in results if k.endswith("_ci95")),
-                key=lambda name: name == "loss",
+        except RunError as error:
+            print(f"keras-meta demo: error: {error}", file=sys.stderr)
+            return 2
+        return 0
+    if args.command in ("protocols", "presets"):
+        from keras_meta.experiments import protocols
+
+        if args.name and args.name not in protocols.PROTOCOLS:
+            parser.error(
+                f"unknown protocol {args.name!r}; the protocols are: "
+                f"{', '.join(protocols.list_protocols())}"
             )
-            for name in metrics:
-                print(runs.format_result(results, name))
-            published = record.get("published")
-            if published:
-                ci = published.get("ci95")
-                value = published["value"]
-                scale, unit = (100, "%") if published["metric"] == "accuracy" else (1, "")
-                text = f"{scale * value:.4g}{unit}" + (
-                    f" ± {scale * ci:.2g}{unit}" if ci is not None else ""
-                )
-                print(f"published {published['metric']}: {text} ({published['source']})")
-            print(f"Wrote {runs.os.path.join(args.run_dir, runs.EVALUATION_FILE)}")
-            return 0
-        if args.command == "adapt":
-            info = runs.adapt(
-                args.run_dir,
-                args.support,
-                args.out,
-                steps=args.steps,
-                checkpoint=args.checkpoint,
-                invert=args.invert,
-            )
-            print(
-                f"Adapted to {len(info['labels'])} classes ({info['num_images']} "
-                f"images); wrote the SavedModel and labels.json to {info['out_dir']}"
-            )
-            return 0
-    except runs.RunError as error:
-        print(f"{sub_prog}: error: {error}", file=sys.stderr)
+        _print_protocols(args.name)
+        return 0
+
+    from keras_meta.experiments.run_dir import RunError
+
+    try:
+        return _run(args, parser)
+    except RunError as error:
+        print(f"keras-meta {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 2
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`keras-meta demo`: MAML on sinusoid regression, the paper's protocol.
 
-Finn et al. (2017), section 5.1: an MLP 1-40-40-1 with ReLU, K=10 support
-points per task, one inner SGD step of 0.01, meta-batch 25 tasks, Adam 1e-3,
+Finn et al. (2017), section 5.1: an MLP 1-40-40-1 with ReLU
+(`keras_meta.models.mlp`), K=10 support points per task, one inner SGD step of
+0.01, meta-batch 25 tasks, Adam 1e-3,
 70,000 meta-iterations; evaluated by K=5-shot adaptation MSE after 1 and 10
 steps. The demo runs the same protocol with a smaller budget by default so
 that it ends within a few minutes on two CPU cores, and prints our numbers
@@ -10,7 +11,6 @@ beside the paper's.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -20,25 +20,6 @@ PAPER_MSE = {1: 0.67, 10: 0.35}  # MAML paper, K=5, 70k meta-iterations
 DEFAULT_ITERATIONS = 15000
 EVAL_SHOTS = 5
 EVAL_QUERIES = 100
-
-
-def sinusoid_mlp() -> keras.Model:
-    """The MAML paper's regression network: 1-40-40-1 with ReLU.
-
-    Example:
-
-    >>> sinusoid_mlp().count_params()
-    1761
-    """
-    return keras.Sequential(
-        [
-            keras.Input((1,), name="x"),
-            keras.layers.Dense(40, activation="relu"),
-            keras.layers.Dense(40, activation="relu"),
-            keras.layers.Dense(1),
-        ],
-        name="sinusoid_mlp",
-    )
 
 
 def run_demo(
@@ -62,18 +43,18 @@ def run_demo(
     ['1', '10']
     """
     import keras_meta as km
+    from keras_meta import validation
     from keras_meta.evaluation import evaluate
+    from keras_meta.experiments.run_dir import writable_dir, write_json
     from keras_meta.plots import plot_regression_adaptation
 
     iterations = DEFAULT_ITERATIONS if iterations is None else iterations
-    if iterations < 1:
-        raise ValueError(f"--iterations must be >= 1; received {iterations}.")
-    if eval_tasks < 2:
-        raise ValueError(f"--eval-tasks must be >= 2; received {eval_tasks}.")
-    os.makedirs(out_dir, exist_ok=True)
+    iterations = validation.check_int("iterations", iterations)
+    eval_tasks = validation.check_int("eval_tasks", eval_tasks, 2)
+    writable_dir(out_dir)
     keras.utils.set_random_seed(seed)
 
-    learner = km.MAML(sinusoid_mlp(), inner_learning_rate=0.01, inner_steps=1)
+    learner = km.MAML(km.models.mlp(), inner_learning_rate=0.01, inner_steps=1)
     learner.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
     train = km.data.sinusoid(shots=10, queries=10, seed=seed).batch(25).prefetch(4)
     test = km.data.sinusoid(
@@ -139,8 +120,7 @@ def run_demo(
         "plot": plot_path,
         "adapted_model": adapted_path,
     }
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    write_json(os.path.join(out_dir, "results.json"), results)
 
     say("")
     say(f"K={EVAL_SHOTS} adaptation MSE on {eval_tasks} fixed tasks (mean ± 95% CI):")

@@ -23,6 +23,14 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path) -> None:
+    # To a temporary file renamed into place: a crash leaves the old plot or the new one.
+    from keras_meta.experiments.run_dir import atomic
+
+    with atomic(os.fspath(path)) as tmp:
+        fig.savefig(tmp, dpi=100)
+
+
 def read_history(path) -> dict[str, list[float]]:
     """Reads a `keras.callbacks.CSVLogger` file into `{column: values}`.
 
@@ -113,7 +121,7 @@ def plot_history(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
     return os.fspath(path)
 
@@ -182,6 +190,6 @@ def plot_regression_adaptation(
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
     return os.fspath(path)

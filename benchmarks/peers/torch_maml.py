@@ -92,7 +92,7 @@ class BatchStatNorm(nn.Module):
 
 
 class Conv4(nn.Module):
-    """The conv4 network of `keras_meta.presets.conv4`, in NCHW."""
+    """The conv4 network of `keras_meta.models.conv4`, in NCHW."""
 
     def __init__(self, ways: int, pooling: str = "strided", filters: int = 64, activation=F.relu):
         super().__init__()

@@ -10,79 +10,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from cli_helpers import _error, _make_image_folder, _train_args  # noqa: E402
 
 import keras_meta as km
-from keras_meta import presets, runs
 from keras_meta.cli import main
+from keras_meta.experiments import RunConfig, builders, protocols, run_dir, runs, sources
 from keras_meta.plots import read_history
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _make_image_folder(root, num_classes, per_class, seed):
-    """Class-specific 7x7 block patterns upsampled to 28x28, plus noise."""
-    rng = np.random.default_rng(seed)
-    for c in range(num_classes):
-        folder = root / f"class_{c:02d}"
-        folder.mkdir(parents=True)
-        pattern = np.kron(rng.random((7, 7)) > 0.5, np.ones((4, 4)))
-        for i in range(per_class):
-            image = np.clip(pattern + 0.3 * rng.standard_normal((28, 28)), 0, 1)
-            Image.fromarray((255 * image).astype(np.uint8), "L").save(folder / f"{i}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    # 15 classes: a 0.6/0.2/0.2 split leaves 9/3/3, enough for 3-way episodes.
-    data = _make_image_folder(root / "data", 15, 6, seed=0)
-    support = _make_image_folder(root / "support", 3, 2, seed=1)
-    return root, data, support
-
-
-def _train_args(data, out, *extra):
-    return [
-        "train",
-        "--algorithm",
-        "maml",
-        "--dataset",
-        "folder",
-        "--data-dir",
-        str(data),
-        "--split",
-        "random",
-        "--ways",
-        "3",
-        "--shots",
-        "1",
-        "--queries",
-        "2",
-        "--meta-batch-size",
-        "2",
-        "--iterations",
-        "6",
-        "--steps-per-epoch",
-        "2",
-        "--val-episodes",
-        "4",
-        "--eval-episodes",
-        "10",
-        "--filters",
-        "8",
-        "--inner-lr",
-        "0.4",
-        # A seed whose validation accuracy peaks at the second of the three
-        # epochs, so that the choice of best.keras after a resume is tested.
-        "--seed",
-        "2",
-        "--out",
-        str(out),
-        "--verbose",
-        "0",
-        *extra,
-    ]
 
 
 FRACTIONS = [0.6, 0.2, 0.2]  # the folder dataset's default class split
@@ -109,14 +44,6 @@ def _numpy_accuracy(learner, episodes):
     x = {k: x[k] for k in ("support_x", "support_y", "query_x")}
     preds = learner.predict(x, verbose=0)
     return float(np.mean(preds.argmax(-1) == y.numpy()))
-
-
-@pytest.fixture(scope="module")
-def trained_run(folders):
-    root, data, _ = folders
-    out = root / "run"
-    assert main(_train_args(data, out)) == 0
-    return out
 
 
 def test_train_evaluate_adapt_end_to_end(folders, trained_run, capsys):
@@ -177,7 +104,7 @@ def test_train_evaluate_adapt_end_to_end(folders, trained_run, capsys):
                 found |= {class_of[image.tobytes()] for image in images_of_episodes}
         return found
 
-    source = runs.EpisodeSource(config)
+    source = sources.EpisodeSource(RunConfig.from_dict(config))
     seen = {
         "train": classes(source.train().take(10)),
         "validation": classes(source.fixed("validation", 4)),
@@ -327,18 +254,6 @@ def test_sinusoid_preset_and_regression_plot(tmp_path, capsys):
     assert not (tmp_path / "a").exists()
 
 
-def _error(capsys, argv):
-    """Runs the CLI expecting a usage error; returns the error line."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's parser.error
-        code = exit_.code
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    return err.splitlines()[-1]
-
-
 def test_bad_arguments_give_one_line_errors(folders, trained_run, tmp_path, capsys):
     _, data, _ = folders
     out = str(tmp_path / "x")
@@ -402,11 +317,11 @@ def test_adapt_errors(trained_run, tmp_path, capsys):
 
 def test_evaluate_split_checkpoint_and_seed(folders, trained_run):
     _, data, _ = folders
-    config = runs.run_config(trained_run)
-    images, labels, split = _split_images(data, config["split_seed"])
+    config = run_dir.run_config(trained_run)
+    images, labels, split = _split_images(data, config.split_seed)
     for name, checkpoint, seed, file, default_seed in [
-        ("validation", "best", 5, "best.keras", config["seed"] + runs._VAL_SEED_OFFSET),
-        ("test", "final", 6, "learner.keras", config["seed"] + runs._TEST_SEED_OFFSET),
+        ("validation", "best", 5, "best.keras", config.seed + sources.SEED_OFFSETS["validation"]),
+        ("test", "final", 6, "learner.keras", config.seed + sources.SEED_OFFSETS["test"]),
     ]:
         argv = ["evaluate", str(trained_run), "--split", name, "--checkpoint", checkpoint]
         assert main(argv + ["--seed", str(seed), "--episodes", "6", "--verbose", "0"]) == 0
@@ -436,35 +351,35 @@ def test_resuming_with_another_configuration_is_an_error(folders, tmp_path, caps
     _, data, _ = folders
     out = tmp_path / "run"
     out.mkdir()
-    config = presets.resolve_config(dataset="folder", data_dir=str(data), split="random", ways=3)
-    (out / "config.json").write_text(json.dumps({"config": config}))
+    config = RunConfig(dataset="folder", data_dir=str(data), split="random", ways=3)
+    (out / "config.json").write_text(json.dumps({"config": config.to_dict()}))
     line = _error(capsys, _train_args(data, out, "--ways", "4"))
     assert "another configuration" in line and "ways: 3 -> 4" in line
 
 
-def test_presets_validate_and_build():
-    for name in presets.list_presets():
-        config = presets.get_preset(name)
-        assert config["name"] == name
-        assert config["published"]["source"]
-        learner = presets.build_learner(config, runs.input_shape(config))
+def test_protocols_validate_and_build():
+    for name in protocols.list_protocols():
+        config = protocols.get_protocol(name)
+        assert config.name == name
+        assert config.published["source"]
+        learner = builders.build_learner(config)
         assert learner.optimizer is not None
-        if config["algorithm"] not in ("protonet",):
+        if config.algorithm not in ("protonet",):
             assert learner.model.output_shape[-1] == (
-                1 if config["dataset"] == "sinusoid" else config["ways"]
+                1 if config.dataset == "sinusoid" else config.ways
             )
     with pytest.raises(ValueError, match="Unknown configuration fields"):
-        presets.validate_config({"wayz": 5})
+        RunConfig.from_dict({"wayz": 5})
     with pytest.raises(ValueError, match="Unknown configuration fields"):
-        presets.resolve_config("maml-omniglot-5w1s", wayz=5)
-    with pytest.raises(TypeError, match="`ways` must be of type int"):
-        presets.resolve_config("maml-omniglot-5w1s", ways="5")
-    with pytest.raises(ValueError, match="Unknown preset"):
-        presets.get_preset("maml-omniglot-7w1s")
+        RunConfig.from_protocol("maml-omniglot-5w1s", wayz=5)
+    with pytest.raises(TypeError, match="`ways` must be an integer"):
+        RunConfig.from_protocol("maml-omniglot-5w1s", ways="5")
+    with pytest.raises(ValueError, match="Unknown protocol"):
+        protocols.get_protocol("maml-omniglot-7w1s")
     with pytest.raises(ValueError, match="classifier"):
-        presets.resolve_config("maml-sinusoid", algorithm="protonet")
-    overridden = presets.resolve_config("protonet-omniglot-5w1s", eval_shots=5)
-    assert presets.eval_episode_shape(overridden) == (5, 5, 15)
+        RunConfig.from_protocol("maml-sinusoid", algorithm="protonet")
+    overridden = RunConfig.from_protocol("protonet-omniglot-5w1s", eval_shots=5)
+    assert overridden.eval_episode_shape == (5, 5, 15)
 
 
 def test_presets_command(capsys):

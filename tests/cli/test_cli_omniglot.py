@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import keras_meta as km
-from keras_meta import runs
 from keras_meta.cli import main
+from keras_meta.experiments import run_dir, sources
 
 pytestmark = pytest.mark.slow  # ~20 s each (two CLI trainings)
 
@@ -79,7 +79,7 @@ def _train(subset, out, *extra):
         *extra,
     ]
     assert main(args) == 0
-    return runs.run_config(out)
+    return run_dir.run_config(out)
 
 
 def _keys(images):
@@ -92,9 +92,9 @@ def _assert_evaluation_matches(run, parts):
     assert main(["evaluate", str(run), "--verbose", "0"]) == 0
     record = json.loads((run / "evaluation.json").read_text())
     assert record["split"] == "test" and record["results"]["num_episodes"] == 4
-    config = runs.run_config(run)
+    config = run_dir.run_config(run)
     x, y = parts["test"]
-    augment = "class_rotation" if config["augmentation"] == "class_rotation" else None
+    augment = "class_rotation" if config.augmentation == "class_rotation" else None
     episodes = km.data.EpisodeSampler(
         x, y, ways=3, shots=1, queries=1, seed=record["seed"], num_episodes=4, augment=augment
     ).dataset()
@@ -116,8 +116,8 @@ def test_mixed_split_with_rotations_as_classes(subset, tmp_path):
         "--augmentation",
         "rotations_as_classes",
     )
-    assert (config["split"], config["augmentation"]) == ("mixed", "rotations_as_classes")
-    parts = runs.load_class_splits(config)
+    assert (config.split, config.augmentation) == ("mixed", "rotations_as_classes")
+    parts = sources.load_class_splits(config)
 
     # The 18 characters of both archives, shuffled into 8 / 5 / 5 characters.
     x, y, info = km.data.omniglot(subset, split="all", with_info=True, cache=False)
@@ -147,7 +147,7 @@ def test_mixed_split_with_rotations_as_classes(subset, tmp_path):
 
     # Training episodes are drawn from the training part only.
     train_keys = _keys(parts["train"][0])
-    for batch, _ in runs.EpisodeSource(config).train().take(3):
+    for batch, _ in sources.EpisodeSource(config).train().take(3):
         for key in ("support_x", "query_x"):
             images = batch[key].numpy().reshape(-1, 28, 28, 1)
             assert _keys(images) <= train_keys
@@ -166,7 +166,7 @@ def test_official_split_with_class_rotation(subset, tmp_path):
         "--augmentation",
         "class_rotation",
     )
-    parts = runs.load_class_splits(config)
+    parts = sources.load_class_splits(config)
 
     # Training and validation: the background archive's characters, 3 of
     # them held out; test: the evaluation archive.
@@ -186,7 +186,7 @@ def test_official_split_with_class_rotation(subset, tmp_path):
         for k in range(4):
             rotated[np.rot90(image, k).tobytes()] = (int(label), k)
     turns = set()
-    for batch, query_y in runs.EpisodeSource(config).train().take(4):
+    for batch, query_y in sources.EpisodeSource(config).train().take(4):
         for b in range(len(query_y)):
             found = {}
             for images, labels in (

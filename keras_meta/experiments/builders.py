@@ -1,0 +1,113 @@
+"""The model, learner and meta-optimizer of a `RunConfig`.
+
+Example:
+
+>>> from keras_meta.experiments import RunConfig
+>>> learner = build_learner(RunConfig.from_protocol("maml-sinusoid"))
+>>> type(learner).__name__, learner.inner_learning_rate
+('MAML', 0.01)
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_meta import learners, models
+from keras_meta.experiments.config import RunConfig
+
+# algorithm -> the learner class that implements it.
+LEARNERS = {
+    "maml": learners.MAML,
+    "fomaml": learners.MAML,
+    "protonet": learners.ProtoNet,
+    "reptile": learners.Reptile,
+    "metasgd": learners.MetaSGD,
+    "anil": learners.ANIL,
+}
+
+
+def build_model(config: RunConfig) -> keras.Model:
+    """The wrapped model of a configuration, for its dataset's inputs.
+
+    Example:
+
+    >>> build_model(RunConfig.from_protocol("maml-sinusoid")).output_shape
+    (None, 1)
+    """
+    if config.model == "mlp":
+        return models.mlp(config.input_shape[-1], 1, config.hidden_units)
+    return models.conv4(
+        config.input_shape,
+        num_outputs=None if config.algorithm == "protonet" else config.ways,
+        filters=config.filters,
+        pooling=config.pooling,
+        bn_scale=config.bn_scale,
+    )
+
+
+def build_learner(config: RunConfig, compile: bool = True) -> learners.MetaLearner:
+    """The learner of a configuration, compiled with its loss, metrics and optimizer.
+
+    Example:
+
+    >>> build_learner(RunConfig.from_protocol("reptile-omniglot-5w1s")).inner_batch_size
+    10
+    """
+    model = build_model(config)
+    algorithm = config.algorithm
+    cls = LEARNERS[algorithm]
+    if algorithm == "protonet":
+        learner = cls(model, distance=config.distance, bn_mode=config.bn_mode)
+    else:
+        kwargs = dict(
+            inner_learning_rate=config.inner_learning_rate,
+            inner_steps=config.inner_steps,
+            bn_mode=config.bn_mode,
+        )
+        if config.eval_inner_steps is not None:
+            kwargs["eval_inner_steps"] = config.eval_inner_steps
+        if algorithm in ("maml", "fomaml"):
+            kwargs["first_order"] = algorithm == "fomaml"
+        if algorithm == "reptile":
+            kwargs.update(
+                inner_optimizer=config.inner_optimizer,
+                inner_batch_size=config.inner_batch_size,
+                seed=config.seed,
+            )
+        if algorithm == "anil":
+            learner = cls(model, ["head"], **kwargs)
+        else:
+            learner = cls(model, **kwargs)
+    if compile:
+        if config.is_regression:
+            loss, metrics = "mse", ["mae"]
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            metrics = ["accuracy"]
+        learner.compile(optimizer=build_optimizer(config), loss=loss, metrics=metrics)
+    return learner
+
+
+def build_optimizer(config: RunConfig) -> keras.optimizers.Optimizer:
+    """The meta-optimizer of a configuration, with its learning-rate schedule.
+
+    Example:
+
+    >>> type(build_optimizer(RunConfig.from_protocol("reptile-omniglot-5w1s"))).__name__
+    'SGD'
+    """
+    lr = config.meta_learning_rate
+    if config.lr_schedule == "step":
+        lr = keras.optimizers.schedules.ExponentialDecay(
+            lr,
+            decay_steps=config.lr_decay_steps,
+            decay_rate=config.lr_decay_rate,
+            staircase=True,
+        )
+    elif config.lr_schedule == "linear":
+        lr = keras.optimizers.schedules.PolynomialDecay(
+            lr, decay_steps=config.iterations, end_learning_rate=0.0
+        )
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr)
+    return keras.optimizers.Adam(lr)

@@ -1,0 +1,194 @@
+"""The callbacks that record a training run into its run directory.
+
+Each writes its file atomically (`run_dir.atomic`): `learner.keras` and
+`best.keras` (`AtomicCheckpoint`), `history.csv` (`HistoryFile`, one row per
+epoch even when an epoch is trained again after a crash) and `run.json`
+(`RunProgress`). `BackupAndRestore` comes last, so that an epoch counts as done
+only once everything else has recorded it.
+
+Example:
+
+>>> from keras_meta.experiments import RunConfig
+>>> callbacks = run_callbacks("runs/a", RunConfig(), None, start_epoch=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sys
+import time
+
+import keras
+
+from keras_meta.experiments import run_dir as files
+from keras_meta.experiments.config import RunConfig
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves the learner after each epoch (or after each best `monitor` value)
+    to a temporary file renamed into place.
+
+    Example:
+
+    >>> AtomicCheckpoint("best.keras", monitor="val_loss", mode="min").best is None
+    True
+    """
+
+    def __init__(self, file, monitor=None, mode="min", best=None):
+        super().__init__()
+        self.file, self.monitor, self.mode, self.best = file, monitor, mode, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor is not None:
+            value = (logs or {}).get(self.monitor)
+            if value is None:
+                return
+            if self.best is not None:
+                improved = value < self.best if self.mode == "min" else value > self.best
+                if not improved:
+                    return
+            self.best = value
+        with files.atomic(self.file) as tmp:
+            self.model.save(tmp)
+
+
+class HistoryFile(keras.callbacks.Callback):
+    """Writes `history.csv` (as `keras.callbacks.CSVLogger` does) atomically,
+    keeping only the rows of the epochs before the one just ended, so that
+    an epoch trained again after a crash has one row.
+
+    Example:
+
+    >>> HistoryFile("history.csv").file
+    'history.csv'
+    """
+
+    def __init__(self, file):
+        super().__init__()
+        self.file = file
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows, keys = [], []
+        if os.path.exists(self.file):
+            with open(self.file, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                keys = [k for k in reader.fieldnames or [] if k != "epoch"]
+                rows = [r for r in reader if int(float(r["epoch"])) < epoch]
+        logs = dict(logs or {})
+        keys += sorted(k for k in logs if k not in keys)
+        rows.append({"epoch": epoch, **logs})
+        with files.atomic(self.file) as tmp:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, ["epoch"] + keys, restval="NA")
+                writer.writeheader()
+                writer.writerows(rows)
+
+
+class RunProgress(keras.callbacks.Callback):
+    """Writes `run.json` after each epoch: progress and training wall time.
+
+    Example:
+
+    >>> RunProgress("runs/a", steps_per_epoch=10, previous_seconds=0.0).steps_per_epoch
+    10
+    """
+
+    def __init__(self, run_dir, steps_per_epoch, previous_seconds):
+        super().__init__()
+        self.run_dir = run_dir
+        self.steps_per_epoch = steps_per_epoch
+        self.previous_seconds = previous_seconds
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = files.run_state(self.run_dir)
+        state.update(
+            {
+                "epochs_done": epoch + 1,
+                "iterations_done": (epoch + 1) * self.steps_per_epoch,
+                "train_seconds": self.previous_seconds + time.perf_counter() - self.start,
+                "finished": False,
+            }
+        )
+        files.write_json(files.path(self.run_dir, files.RUN_FILE), state)
+
+
+class SimulatedInterruption(KeyboardInterrupt):
+    """Raised by the hidden `--fail-after-epochs` test flag."""
+
+
+class FailAfterEpochs(keras.callbacks.Callback):
+    """Interrupts training after a number of epochs (tests of resumption).
+
+    Example:
+
+    >>> FailAfterEpochs(2).epochs
+    2
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+        self.seen = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen += 1
+        if self.seen >= self.epochs:
+            raise SimulatedInterruption(f"simulated interruption after epoch {epoch}")
+
+
+class CrashAfterBatches(keras.callbacks.Callback):
+    """Kills the process after a number of training batches (tests of a crash
+    in the middle of an epoch: no exception, no clean-up, as when a machine
+    is lost).
+
+    Example:
+
+    >>> CrashAfterBatches(3).batches
+    3
+    """
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+        self.seen = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen >= self.batches:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+def run_callbacks(run_dir, config: RunConfig, val_episodes, start_epoch: int) -> list:
+    """The callbacks of a run's `fit`, resuming after `start_epoch` epochs."""
+    from keras_meta.callbacks import MetaEvaluation, ScalarLogger, tensorboard_installed
+
+    monitor, mode = config.monitor
+    done = files.read_history(run_dir).get(monitor, [])[:start_epoch] if start_epoch else []
+    best = ((max if mode == "max" else min)(done)) if done else None
+    log_dir = files.path(run_dir, files.LOG_DIR)
+    if tensorboard_installed():
+        tensorboard = keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0)
+    else:
+        # keras.callbacks.TensorBoard needs the tensorboard package, which
+        # TensorFlow no longer installs; the scalars are what a run needs.
+        tensorboard = ScalarLogger(log_dir)
+    previous = files.run_state(run_dir).get("train_seconds", 0.0) if start_epoch else 0.0
+    _, steps = config.epochs_and_steps
+    return [
+        MetaEvaluation(val_episodes, num_episodes=config.val_episodes),
+        AtomicCheckpoint(files.path(run_dir, files.CHECKPOINTS["final"])),
+        AtomicCheckpoint(files.path(run_dir, files.CHECKPOINTS["best"]), monitor, mode, best),
+        HistoryFile(files.path(run_dir, files.HISTORY_FILE)),
+        tensorboard,
+        RunProgress(run_dir, steps, previous),
+        # Last, so that an epoch counts as done only once everything above
+        # has recorded it. The backup is kept until run.json says "finished".
+        keras.callbacks.BackupAndRestore(
+            files.path(run_dir, files.BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False
+        ),
+    ]

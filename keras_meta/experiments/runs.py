@@ -1,0 +1,349 @@
+"""Train, evaluate and adapt a run directory.
+
+What the `keras-meta` command line does, as functions (the CLI only parses
+arguments). The files of a run directory are those of
+`keras_meta.experiments.run_dir`.
+
+Running `train` again on an unfinished run directory resumes it at the
+last completed epoch, with the same episodes as an uninterrupted run
+(classification; regression tasks are re-seeded per resume).
+
+Example:
+
+>>> train("runs/sine", "maml-sinusoid", {"iterations": 2000})  # doctest: +SKIP
+>>> evaluate("runs/sine")["results"]["loss"]                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import keras
+
+from keras_meta import validation
+from keras_meta.experiments import protocols
+from keras_meta.experiments import run_dir as files
+from keras_meta.experiments.builders import build_learner
+from keras_meta.experiments.config import RunConfig
+from keras_meta.experiments.run_callbacks import CrashAfterBatches, FailAfterEpochs, run_callbacks
+from keras_meta.experiments.run_dir import RunError
+from keras_meta.experiments.sources import EpisodeSource, eval_seed
+
+
+def prepare_run(
+    run_dir, protocol: str | None = None, overrides: dict | None = None
+) -> tuple[RunConfig, bool]:
+    """Resolves the configuration of a new or resumed run in `run_dir`.
+
+    Returns `(config, resuming)`. An unfinished run's stored configuration is
+    used, and options that contradict it are an error.
+
+    Example:
+
+    >>> config, resuming = prepare_run("no_such_run", "maml-sinusoid", {"iterations": 10})
+    >>> config.iterations, resuming
+    (10, False)
+    """
+    overrides = dict(overrides or {})
+    if not files.has_config(run_dir):
+        try:
+            return RunConfig.from_protocol(protocol, **overrides), False
+        except (TypeError, ValueError) as error:
+            raise RunError(str(error)) from None
+    if files.run_state(run_dir).get("finished"):
+        raise RunError(
+            f"{os.fspath(run_dir)!r} holds a finished run; evaluate it with `keras-meta "
+            "evaluate`, or train into a new --out"
+        )
+    stored = files.run_config(run_dir)
+    if protocol is not None:
+        overrides["name"] = protocol
+    try:
+        given = stored.override(**overrides).to_dict()
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
+    old = stored.to_dict()
+    changed = [k for k in overrides if old[k] != given[k]]
+    if changed:
+        detail = ", ".join(f"{k}: {old[k]!r} -> {given[k]!r}" for k in changed)
+        raise RunError(
+            "the run directory holds an unfinished run with another "
+            f"configuration ({detail}); resume it without these options or "
+            "use a new --out"
+        )
+    return stored, True
+
+
+def train(
+    run_dir,
+    protocol: str | None = None,
+    overrides: dict | None = None,
+    verbose="auto",
+    fail_after_epochs: int | None = None,
+    argv=None,
+    crash_after_batches: int | None = None,
+) -> dict:
+    """Trains (or resumes) a run; returns the final `run.json` state.
+
+    Args:
+        run_dir: the run directory (created if needed).
+        protocol: a protocol name (see `keras_meta.experiments.list_protocols()`).
+        overrides: configuration fields that replace the protocol's.
+        verbose: `fit`'s verbosity (the Keras progress bar by default).
+        fail_after_epochs: interrupt after this many epochs of this call
+            (for tests of resumption).
+        argv: the command line, recorded in `config.json`.
+        crash_after_batches: kill the process after this many training
+            batches of this call (for tests of resumption after a crash).
+
+    Example:
+
+    >>> train("runs/sine", "maml-sinusoid", {"iterations": 2000})  # doctest: +SKIP
+    """
+    run_dir = os.fspath(run_dir)
+    say = print if verbose else (lambda *a, **k: None)
+    config, _ = prepare_run(run_dir, protocol, overrides)
+    # Data problems (missing files, too few classes for the ways) surface
+    # here, before anything is written.
+    source = EpisodeSource(config)
+    source.train(start=0)
+    source.fixed("validation", config.val_episodes)
+    with files.locked(run_dir):
+        # Again under the lock: another process may have started this run
+        # (or finished it) since.
+        config, resuming = prepare_run(run_dir, protocol, overrides)
+        if not resuming:
+            files.write_config(run_dir, config, argv)
+        epochs, steps = config.epochs_and_steps
+        start_epoch = _start_epoch(run_dir, epochs, say)
+        if start_epoch < epochs:
+            learner = _fit(run_dir, config, source, start_epoch, fail_after_epochs,
+                           crash_after_batches, verbose)
+        else:
+            say(f"{run_dir} had trained all {epochs} epochs; recording it as finished.")
+            learner = keras.models.load_model(files.checkpoint_path(run_dir, "final"))
+        state = files.run_state(run_dir)
+        state.update(finished=True, finished_at=files.now())
+        files.write_json(files.path(run_dir, files.RUN_FILE), state)
+        files.remove_backup(run_dir)
+        _plot(run_dir, config, source, learner)
+    return state
+
+
+def _start_epoch(run_dir, epochs, say) -> int:
+    """Epochs already trained: the backup's, or all of them when a crash came
+    after the backup was deleted but before run.json said "finished"."""
+    start = files.backup_epoch(run_dir, say)
+    if start:
+        return start
+    done = files.run_state(run_dir).get("epochs_done", 0)
+    if done >= epochs and os.path.exists(files.checkpoint_path(run_dir, "final")):
+        return epochs
+    if done:
+        raise RunError(
+            f"run.json of {run_dir!r} records {done} trained epochs but the backup is "
+            "missing, so the run cannot resume; train into a new --out"
+        )
+    return 0
+
+
+def _fit(run_dir, config, source, start_epoch, fail_after_epochs, crash_after_batches, verbose):
+    epochs, steps = config.epochs_and_steps
+    train_episodes = source.train(start=start_epoch * steps)
+    val_episodes = source.fixed("validation", config.val_episodes)
+    keras.utils.set_random_seed(config.seed)
+    learner = build_learner(config)
+    callbacks = run_callbacks(run_dir, config, val_episodes, start_epoch)
+    if fail_after_epochs:
+        callbacks.append(FailAfterEpochs(fail_after_epochs))
+    if crash_after_batches:
+        callbacks.append(CrashAfterBatches(crash_after_batches))
+    if start_epoch and verbose:
+        print(f"Resuming {run_dir} at epoch {start_epoch + 1}/{epochs}.")
+    learner.fit(
+        train_episodes,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )
+    return learner
+
+
+def _plot(run_dir, config, source, learner):
+    from keras_meta.plots import plot_history, plot_regression_adaptation
+
+    plot_history(
+        files.path(run_dir, files.HISTORY_FILE),
+        files.path(run_dir, "curves.png"),
+        steps_per_epoch=config.epochs_and_steps[1],
+        title=config.name or config.algorithm,
+    )
+    if config.is_regression:
+        plot_regression_adaptation(
+            learner, source.fixed("test", 3), files.path(run_dir, "adaptation.png")
+        )
+
+
+def load_run(run_dir, checkpoint: str | None = None) -> tuple[RunConfig, keras.Model]:
+    """`(config, learner)` of a run directory's checkpoint.
+
+    Args:
+        run_dir: the run directory.
+        checkpoint: `"final"` (after the last epoch), `"best"` (best
+            validation epoch), or `None` for the configuration's choice.
+
+    Example:
+
+    >>> config, learner = load_run("runs/sine")  # doctest: +SKIP
+    """
+    import keras_meta  # noqa: F401 - registers the learners for loading.
+
+    config = files.run_config(run_dir)
+    checkpoint = checkpoint or config.checkpoint
+    if checkpoint not in files.CHECKPOINTS:
+        raise RunError(
+            f"unknown checkpoint {checkpoint!r}; choose one of {sorted(files.CHECKPOINTS)}"
+        )
+    file = files.checkpoint_path(run_dir, checkpoint)
+    if not os.path.exists(file):
+        raise RunError(f"{os.fspath(run_dir)!r} has no trained learner yet (no {file})")
+    return config, keras.models.load_model(file)
+
+
+def evaluate(
+    run_dir,
+    num_episodes: int | None = None,
+    split: str = "test",
+    checkpoint: str | None = None,
+    seed: int | None = None,
+    inner_steps: int | None = None,
+    bn_mode: str | None = None,
+    data_dir: str | None = None,
+    time_adaptation: bool = True,
+    write: bool = True,
+    verbose: int = 0,
+) -> dict:
+    """Evaluates a run on a fixed set of test (or validation) episodes.
+
+    Writes the results, with the evaluation settings and the published
+    number of the configuration, to `run_dir/evaluation.json`.
+
+    Example:
+
+    >>> results = evaluate("runs/sine", num_episodes=600)  # doctest: +SKIP
+    """
+    config, learner = load_run(run_dir, checkpoint)
+    if data_dir is not None:
+        config = config.override(data_dir=os.fspath(data_dir))
+    try:
+        validation.check_choice("split", split, protocols.EVAL_SPLITS)
+        num_episodes = validation.check_int("num_episodes", num_episodes, allow_none=True)
+        validation.check_int("inner_steps", inner_steps, allow_none=True)
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
+    if num_episodes is None:
+        num_episodes = config.eval_episodes
+    episodes = EpisodeSource(config).fixed(split, num_episodes, seed)
+    with files.locked(run_dir, "RUN_DIR") if write else contextlib.nullcontext():
+        record = _evaluate(config, learner, episodes, num_episodes, split, checkpoint, seed,
+                           inner_steps, bn_mode, time_adaptation, verbose)
+        if write:
+            files.write_json(files.path(run_dir, files.EVALUATION_FILE), record)
+    return record
+
+
+def _evaluate(config, learner, episodes, num_episodes, split, checkpoint, seed, inner_steps,
+              bn_mode, time_adaptation, verbose) -> dict:
+    from keras_meta.evaluation import evaluate as evaluate_learner
+
+    results = evaluate_learner(
+        learner,
+        episodes,
+        num_episodes,
+        inner_steps=inner_steps,
+        bn_mode=bn_mode,
+        time_adaptation=time_adaptation,
+        verbose=verbose,
+    )
+    ways, shots, queries = config.eval_episode_shape
+    record = {
+        "results": results,
+        "split": split,
+        "checkpoint": checkpoint or config.checkpoint,
+        "seed": eval_seed(config, split, seed),
+        "ways": ways,
+        "shots": shots,
+        "queries": queries,
+        "published": config.published,
+        "evaluated": files.now(),
+        "machine": files.machine_info(),
+    }
+    return record
+
+
+def adapt(
+    run_dir,
+    support_dir,
+    out_dir,
+    steps: int | None = None,
+    checkpoint: str | None = None,
+    invert: bool | None = None,
+) -> dict:
+    """Adapts a run's learner to a folder of labelled images and exports it.
+
+    `support_dir` holds one sub-folder of images per class (read with
+    `keras_meta.data.image_folder` at the run's image size and colour mode).
+    Writes the adapted model as a SavedModel into `out_dir` (its `serve`
+    endpoint takes float32 images in [0, 1], preprocessed as in training)
+    and `out_dir/labels.json`, which maps each output index to its class
+    name.
+
+    Example:
+
+    >>> adapt("runs/omniglot", "my_support", "adapted")  # doctest: +SKIP
+    """
+    from keras_meta import data
+
+    config, learner = load_run(run_dir, checkpoint)
+    if config.is_regression:
+        raise RunError("adapt takes image folders; this run is a regression run")
+    try:
+        validation.check_int("steps", steps, allow_none=True)
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
+    if invert is None:
+        # The Omniglot loader inverts the scans (ink = 1); user images of
+        # dark ink on white must be inverted the same way.
+        invert = config.dataset == "omniglot" or config.invert
+    try:
+        x, y, names = data.image_folder(
+            support_dir, image_size=config.image_size, color_mode=config.color_mode, invert=invert
+        )
+    except (OSError, ValueError) as error:
+        raise RunError(f"could not read the support images: {error}") from None
+    if len(names) < 2:
+        raise RunError(
+            f"the support folder {os.fspath(support_dir)!r} has {len(names)} class "
+            "sub-folder(s); it needs at least 2"
+        )
+    if config.algorithm != "protonet" and len(names) > config.ways:
+        raise RunError(
+            f"the support folder has {len(names)} classes, but the "
+            f"{config.algorithm} model was trained {config.ways}-way and has "
+            f"{config.ways} outputs"
+        )
+    files.writable_dir(out_dir)
+    adapted = learner.adapt(x, y.astype("int32"), steps=steps)
+    adapted.export(os.fspath(out_dir), verbose=False)
+    labels = {str(i): name for i, name in enumerate(names)}
+    files.write_json(os.path.join(out_dir, "labels.json"), labels)
+    return {
+        "out_dir": os.fspath(out_dir),
+        "labels": labels,
+        "num_images": int(len(x)),
+        "input_shape": list(x.shape[1:]),
+        "invert": bool(invert),
+    }

@@ -1,0 +1,127 @@
+"""RunConfig: validation on construction, the JSON round trip, old config.json
+files, and the answers it gives in place of the raw dict."""
+
+import json
+
+import pytest
+
+from keras_meta.experiments import RunConfig, protocols
+from keras_meta.experiments.config import FIELD_NAMES
+
+# The `config` of a config.json written by keras_meta 0.1.0 (keras_meta.presets),
+# for the maml-omniglot-5w1s preset, as it was on disk.
+OLD_CONFIG_JSON = """{"name": "maml-omniglot-5w1s", "description": "MAML, Omniglot 5-way 1-shot
+ (Finn et al. 2017)", "algorithm": "maml", "dataset": "omniglot", "data_dir":
+ "/data/omniglot", "ways": 5, "shots": 1, "queries": 1, "eval_ways": null, "eval_shots":
+ null, "eval_queries": null, "meta_batch_size": 32, "inner_learning_rate": 0.4,
+ "inner_steps": 1, "eval_inner_steps": 3, "inner_optimizer": "sgd", "inner_batch_size":
+ null, "optimizer": "adam", "meta_learning_rate": 0.001, "lr_schedule": null,
+ "lr_decay_steps": null, "lr_decay_rate": null, "iterations": 60000, "steps_per_epoch":
+ 1000, "val_episodes": 100, "eval_episodes": 600, "checkpoint": "final", "model":
+ "conv4", "filters": 64, "pooling": "strided", "bn_scale": false, "hidden_units": [40,
+ 40], "distance": "euclidean", "image_size": 28, "color_mode": "grayscale", "invert":
+ false, "split": "mixed", "split_sizes": [1100, 100, 423], "split_seed": 0,
+ "augmentation": "class_rotation", "bn_mode": "transductive", "seed": 0, "published":
+ {"metric": "accuracy", "value": 0.987, "ci95": 0.004, "source": "Finn et al. 2017,
+ MAML, Table 1"}, "notes": "x"}""".replace("\n", "")
+
+
+def test_old_config_json_reads_and_round_trips():
+    stored = json.loads(OLD_CONFIG_JSON)
+    config = RunConfig.from_dict(stored)
+    assert config.split_sizes == (1100, 100, 423) and config.pooling == "strided"
+    # Written back, it is the same JSON object (tuples become lists again).
+    assert config.to_dict() == stored
+    assert list(config.to_dict()) == list(stored)
+    assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    # It is the protocol, with the data directory of that run.
+    protocol = protocols.get_protocol("maml-omniglot-5w1s")
+    assert config.override(notes=protocol.notes) == protocol.override(data_dir="/data/omniglot")
+
+
+def test_every_protocol_round_trips():
+    for name in protocols.list_protocols():
+        config = protocols.get_protocol(name)
+        assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_integer_rates_become_floats_and_defaults_fill_in():
+    config = RunConfig.from_dict({"meta_learning_rate": 1, "inner_learning_rate": 2})
+    assert config.meta_learning_rate == 1.0 and isinstance(config.meta_learning_rate, float)
+    assert isinstance(config.inner_learning_rate, float)
+    assert config.ways == 5 and set(config.to_dict()) == set(FIELD_NAMES)
+
+
+@pytest.mark.parametrize(
+    "fields, error, message",
+    [
+        ({"ways": 0}, ValueError, "`ways` must be an integer >= 1; received ways=0"),
+        ({"ways": True}, TypeError, "`ways` must be an integer >= 1; received True"),
+        ({"shots": 1.5}, TypeError, "`shots` must be an integer >= 1; received 1.5"),
+        ({"meta_learning_rate": 0.0}, ValueError, "`meta_learning_rate` must be a finite"),
+        ({"meta_learning_rate": float("inf")}, ValueError, "meta_learning_rate=inf"),
+        ({"algorithm": "mamal"}, ValueError, "`algorithm` must be one of"),
+        ({"bn_scale": 1}, TypeError, "`bn_scale` must be a bool; received 1"),
+        ({"data_dir": 3}, TypeError, "`data_dir` must be of type str; received 3"),
+        ({"hidden_units": [40, 0]}, ValueError, "`hidden_units` must be a list of positive"),
+        ({"split_sizes": [1, 2]}, ValueError, r"`split_sizes` must be three .* \[1, 2\]"),
+        ({"published": {"value": 1}}, ValueError, "missing \\['metric', 'source'\\]"),
+        ({"wayz": 5}, ValueError, r"Unknown configuration fields \['wayz'\]"),
+        ({"lr_schedule": "step"}, ValueError, "needs `lr_decay_steps`"),
+        ({"inner_batch_size": 4}, ValueError, "options of the reptile algorithm"),
+        ({"dataset": "sinusoid"}, ValueError, "model='mlp'"),
+        ({"dataset": "folder", "split": "mixed"}, ValueError, "split='random'"),
+    ],
+)
+def test_invalid_fields_name_the_field_and_value(fields, error, message):
+    with pytest.raises(error, match=message):
+        RunConfig.from_dict(fields)
+
+
+def test_the_configuration_is_immutable_and_overrides_revalidate():
+    config = RunConfig()
+    with pytest.raises(AttributeError):
+        config.ways = 3
+    with pytest.raises(ValueError, match="received ways=-1"):
+        config.override(ways=-1)
+    with pytest.raises(ValueError, match="Unknown configuration fields"):
+        config.override(wayz=1)
+
+
+def test_answers_in_place_of_the_raw_dict():
+    sine = protocols.get_protocol("maml-sinusoid")
+    assert sine.is_regression and sine.input_shape == (1,)
+    assert sine.monitor == ("val_loss", "min")
+    assert sine.train_episode_shape == (1, 10, 10) and sine.eval_episode_shape == (1, 10, 100)
+    assert sine.epochs_and_steps == (70, 1000)
+    proto = protocols.get_protocol("protonet-omniglot-20w1s")
+    assert not proto.is_regression and proto.monitor == ("val_accuracy", "max")
+    assert proto.train_episode_shape == (60, 1, 5) and proto.eval_episode_shape == (20, 1, 15)
+    assert proto.input_shape == (28, 28, 1)
+    rgb = RunConfig(dataset="folder", split="random", color_mode="rgb", image_size=32)
+    assert rgb.input_shape == (32, 32, 3)
+    # 1234 iterations in epochs of at most 500: 3 epochs of 412 (1236 >= 1234).
+    assert RunConfig(iterations=1234, steps_per_epoch=500).epochs_and_steps == (3, 412)
+
+
+def test_protocols_are_data_with_one_split():
+    omniglot = [protocols.get_protocol(n) for n in protocols.list_protocols()]
+    omniglot = [c for c in omniglot if c.dataset == "omniglot"]
+    assert omniglot and all(c.split_sizes == protocols.MAML_SPLIT_SIZES for c in omniglot)
+    assert sum(protocols.MAML_SPLIT_SIZES) == 1623  # Omniglot's characters
+    with pytest.raises(ValueError, match="Unknown protocol 'nope'; the protocols are: "):
+        RunConfig.from_protocol("nope")
+
+
+def test_the_former_presets_functions_still_answer_with_a_warning():
+    from keras_meta import presets
+
+    with pytest.warns(DeprecationWarning, match="keras_meta.experiments"):
+        old = presets.get_preset("maml-omniglot-5w1s")
+    assert old == protocols.get_protocol("maml-omniglot-5w1s").to_dict()
+    with pytest.warns(DeprecationWarning):
+        assert presets.list_presets() == protocols.list_protocols()
+    with pytest.warns(DeprecationWarning):
+        assert presets.resolve_config("maml-sinusoid", iterations=7)["iterations"] == 7
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="Unknown preset 'x'"):
+        presets.get_preset("x")
