@@ -94,9 +94,7 @@ class EpisodeSampler:
         self._init_protocol(
             ways, shots, queries, seed, num_episodes, drop_small_classes, augment, transform
         )
-        self.scale = (
-            None if scale is None else check_number("scale", scale, exclusive_minimum=0)
-        )
+        self.scale = None if scale is None else check_number("scale", scale, exclusive_minimum=0)
 
         x, y = materialize(x, y)
         x = check_examples(x)
