@@ -62,7 +62,8 @@ class EpisodeSampler:
     Images are kept in memory as 8 bits per value: uint8 examples as they are, and
     float32 examples too whenever they are exactly 8-bit levels (`u / 255`, `1 - u /
     255` or `u * (1 / 255)`, as the loaders return them); episodes are decoded to
-    float32 on the fly and are bit-identical to sampling the float32 array.
+    float32 on the fly with the same float32 ops, bit-identical to sampling the
+    float32 array.
 
     Example:
 
@@ -104,8 +105,7 @@ class EpisodeSampler:
         self._prepare_classes(labels)
         self.input_shape = tuple(x.shape[1:])
         self.num_examples = len(x)
-        x, table = _pixels.compact(x, self.scale)
-        self._table = None if table is None else tf.constant(table)
+        x, self._decode = _pixels.compact(x, self.scale)
         # One tensor for all examples: an episode is a handful of gathers from it.
         if augment == "class_rotation":
             # All four rotations stay in memory (4x x), so that rotating is part of the
@@ -225,8 +225,8 @@ class EpisodeSampler:
             nothing else; `transform` is not applied here (see `dataset()`).
         """
         support_idx, support_y, query_idx, query_y = self._select(key)
-        support_x = _pixels.decode(tf.gather(self._examples, support_idx), self._table, self.scale)
-        query_x = _pixels.decode(tf.gather(self._examples, query_idx), self._table, self.scale)
+        support_x = self._decode(tf.gather(self._examples, support_idx))
+        query_x = self._decode(tf.gather(self._examples, query_idx))
         return {
             "support_x": support_x,
             "support_y": support_y,

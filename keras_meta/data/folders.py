@@ -60,7 +60,7 @@ def image_folder(
     size = _images.check_image_size(image_size)
     resample = _images.check_resample(interpolation)
     path = os.fspath(path)
-    class_names, class_files = list_class_files(path, extensions)
+    class_names, class_files = _list_class_files(path, extensions)
     images, labels = [], []
     for label, files in enumerate(class_files):
         for full in files:
@@ -82,13 +82,14 @@ def image_folder(
         if invert:
             array = np.subtract(255, array, dtype=np.uint8)
     else:
-        array = array.astype(np.float32) / np.float32(255)
+        array = array.astype(np.float32)
+        array /= np.float32(255)
         if invert:
             array = 1.0 - array
     return array, np.asarray(labels, np.int64), class_names
 
 
-def list_class_files(
+def _list_class_files(
     path: str, extensions: Sequence[str] = IMAGE_EXTENSIONS, stacklevel: int = 3
 ) -> tuple[list[str], list[list[str]]]:
     """`(class_names, files)` of a `path/<class_name>/<image>` tree, in sorted order.

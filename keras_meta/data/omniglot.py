@@ -341,7 +341,9 @@ def omniglot(
         info["split"].append(np.full(len(arrays["character"]), s))
     images = np.concatenate(images)[..., np.newaxis]
     if dtype == "float32":
-        images = images.astype(np.float32) / np.float32(255)
+        # In place: one float32 copy at a time, not two.
+        images = images.astype(np.float32)
+        images /= np.float32(255)
     labels = np.concatenate(labels)
     if not with_info:
         return images, labels

@@ -17,7 +17,7 @@ from keras_meta.data import _images, _seeds
 from keras_meta.data._config import attach_config
 from keras_meta.data.augment import _check_square, rotate_images
 from keras_meta.data.episodes import EpisodeSampler
-from keras_meta.data.folders import list_class_files
+from keras_meta.data.folders import _list_class_files
 from keras_meta.validation import check_choice
 
 # The formats `tf.io.decode_image` reads.
@@ -44,7 +44,7 @@ def _class_files(source, extensions):
             raise ValueError("`source` maps no class to any image file.")
         return names, files
     if isinstance(source, (str, os.PathLike)):
-        return list_class_files(os.fspath(source), extensions, stacklevel=4)
+        return _list_class_files(os.fspath(source), extensions, stacklevel=4)
     raise TypeError(
         "`source` must be a folder path (<path>/<class_name>/<image>) or a mapping of "
         f"class names to lists of image files; received {type(source).__name__}."
@@ -78,14 +78,12 @@ class StreamingEpisodeSampler(EpisodeSampler):
 
     Example:
 
-    >>> import os, tempfile, numpy as np, tensorflow as tf, keras_meta as km
-    >>> root = tempfile.mkdtemp()
+    >>> import numpy as np, tensorflow as tf, keras_meta as km
     >>> for c in range(3):
-    ...     os.makedirs(f"{root}/class{c}")
     ...     for i in range(4):
     ...         png = tf.io.encode_png(np.full((8, 8, 3), 10 * c + i, np.uint8))
-    ...         tf.io.write_file(f"{root}/class{c}/{i}.png", png)
-    >>> sampler = km.data.StreamingEpisodeSampler(root, ways=3, shots=1, queries=2, seed=0)
+    ...         tf.io.write_file(f"images/class{c}/{i}.png", png)
+    >>> sampler = km.data.StreamingEpisodeSampler("images", ways=3, shots=1, queries=2, seed=0)
     >>> ex, qy = next(iter(sampler.dataset()))
     >>> tuple(ex["support_x"].shape), ex["support_x"].dtype.name, tuple(qy.shape)
     ((3, 8, 8, 3), 'float32', (6,))
@@ -256,9 +254,16 @@ def stream_episodes(
 
     Example:
 
-    >>> import keras_meta as km
-    >>> train = km.data.stream_episodes("mini_imagenet/train", ways=5, shots=5,
-    ...     queries=15, image_size=84, seed=0).batch(4)         # doctest: +SKIP
+    >>> import numpy as np, tensorflow as tf, keras_meta as km
+    >>> for c in range(6):
+    ...     for i in range(3):
+    ...         jpeg = tf.io.encode_jpeg(np.full((100, 90, 3), 40 * c, np.uint8))
+    ...         tf.io.write_file(f"train/n{c:03d}/{i}.jpg", jpeg)
+    >>> train = km.data.stream_episodes("train", ways=5, shots=1, queries=2,
+    ...                                 image_size=84, seed=0).batch(4)
+    >>> ex, qy = next(iter(train))
+    >>> tuple(ex["support_x"].shape), tuple(qy.shape)
+    ((4, 5, 84, 84, 3), (4, 10))
     """
     return StreamingEpisodeSampler(
         source,

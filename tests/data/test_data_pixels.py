@@ -77,7 +77,9 @@ def test_class_rotation_from_uint8_storage_is_identical(monkeypatch):
     assert sampler._examples.dtype == tf.uint8
     episodes = list(sampler.dataset().take(4).as_numpy_iterator())
     # The reference: the same sampler storing float32 as before 8-bit storage existed.
-    monkeypatch.setattr(_pixels, "compact", lambda x, scale: (x, None))
+    monkeypatch.setattr(
+        _pixels, "compact", lambda x, scale: (x, lambda rows: tf.cast(rows, tf.float32))
+    )
     before = km.data.EpisodeSampler(x, y, WAYS, SHOTS, QUERIES, seed=2, augment="class_rotation")
     assert before._examples.dtype == tf.float32
     plain = list(before.dataset().take(4).as_numpy_iterator())
