@@ -10,12 +10,14 @@ from keras_meta.data.regression import (
     sinusoid,
 )
 from keras_meta.data.splits import ClassSplit, split_classes
+from keras_meta.data.streaming import StreamingEpisodeSampler, stream_episodes
 from keras_meta.data.tfds import CIFAR_FS_CLASSES, cifar_fs, from_tfds
 
 __all__ = [
     "CIFAR_FS_CLASSES",
     "ClassSplit",
     "EpisodeSampler",
+    "StreamingEpisodeSampler",
     "cifar_fs",
     "episodes",
     "from_tfds",
@@ -27,4 +29,5 @@ __all__ = [
     "rotate_images",
     "sinusoid",
     "split_classes",
+    "stream_episodes",
 ]

@@ -6,10 +6,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_meta.data import _seeds
+from keras_meta.data import _pixels, _seeds
 from keras_meta.data._arrays import check_examples, check_labels, materialize
 from keras_meta.data._config import attach_config, describe_callable
 from keras_meta.data.augment import _check_square
+from keras_meta.validation import check_number
 
 AUGMENTATIONS = (None, "class_rotation")
 
@@ -53,6 +54,16 @@ class EpisodeSampler:
             episode's support images followed by its query images, and returns a tensor
             with the same leading dimension. It runs after `augment`, inside `tf.data`;
             its own randomness is not seeded by `seed`.
+        scale: `None` (default), or a divisor applied to the examples per episode
+            after the cast to float32: `scale=255` turns uint8 pixels (e.g. from a
+            loader's `dtype="uint8"`) into `[0, 1]`, bit for bit the loader's float32
+            values.
+
+    Images are kept in memory as 8 bits per value: uint8 examples as they are, and
+    float32 examples too whenever they are exactly 8-bit levels (`u / 255`, `1 - u /
+    255` or `u * (1 / 255)`, as the loaders return them); episodes are decoded to
+    float32 on the fly with the same float32 ops, bit-identical to sampling the
+    float32 array.
 
     Example:
 
@@ -79,7 +90,33 @@ class EpisodeSampler:
         drop_small_classes: bool = False,
         augment: str | None = None,
         transform: Callable[[tf.Tensor], tf.Tensor] | None = None,
+        scale: float | None = None,
     ):
+        self._init_protocol(
+            ways, shots, queries, seed, num_episodes, drop_small_classes, augment, transform
+        )
+        self.scale = None if scale is None else check_number("scale", scale, exclusive_minimum=0)
+
+        x, y = materialize(x, y)
+        x = check_examples(x)
+        labels = check_labels(y, num_examples=len(x))
+        if augment == "class_rotation":
+            _check_square(x.shape, 'augment="class_rotation"')
+        self._prepare_classes(labels)
+        self.input_shape = tuple(x.shape[1:])
+        self.num_examples = len(x)
+        x, self._decode = _pixels.compact(x, self.scale)
+        # One tensor for all examples: an episode is a handful of gathers from it.
+        if augment == "class_rotation":
+            # All four rotations stay in memory (4x x), so that rotating is part of the
+            # one gather per episode: per-image rotation ops cost ~5x the sampling.
+            x = np.concatenate([np.rot90(x, k=k, axes=(1, 2)) for k in range(4)])
+        self._examples = tf.convert_to_tensor(x)
+
+    def _init_protocol(
+        self, ways, shots, queries, seed, num_episodes, drop_small_classes, augment, transform
+    ):
+        """Checks and sets the sampling arguments shared with the streaming sampler."""
         self.ways = _seeds.check_count("ways", ways)
         self.shots = _seeds.check_count("shots", shots)
         self.queries = _seeds.check_count("queries", queries)
@@ -102,21 +139,6 @@ class EpisodeSampler:
             )
         self.transform = transform
         self.drop_small_classes = bool(drop_small_classes)
-
-        x, y = materialize(x, y)
-        x = check_examples(x)
-        labels = check_labels(y, num_examples=len(x))
-        if augment == "class_rotation":
-            _check_square(x.shape, 'augment="class_rotation"')
-        self._prepare_classes(labels)
-        self.input_shape = tuple(x.shape[1:])
-        self.num_examples = len(x)
-        # One tensor for all examples: an episode is a handful of gathers from it.
-        if augment == "class_rotation":
-            # All four rotations stay in memory (4x x), so that rotating is part of the
-            # one gather per episode: per-image rotation ops cost ~5x the sampling.
-            x = np.concatenate([np.rot90(x, k=k, axes=(1, 2)) for k in range(4)])
-        self._examples = tf.convert_to_tensor(x)
 
     def _prepare_classes(self, labels):
         per_episode = self.shots + self.queries
@@ -192,6 +214,7 @@ class EpisodeSampler:
             "num_classes": self.num_classes,
             "num_examples": self.num_examples,
             "input_shape": list(self.input_shape),
+            "scale": self.scale,
         }
 
     def sample(self, key: tf.Tensor):
@@ -200,6 +223,21 @@ class EpisodeSampler:
         Returns:
             `(x, query_y)` with `x = {"support_x", "support_y", "query_x"}`, plus
             nothing else; `transform` is not applied here (see `dataset()`).
+        """
+        support_idx, support_y, query_idx, query_y = self._select(key)
+        support_x = self._decode(tf.gather(self._examples, support_idx))
+        query_x = self._decode(tf.gather(self._examples, query_idx))
+        return {
+            "support_x": support_x,
+            "support_y": support_y,
+            "query_x": query_x,
+        }, query_y
+
+    def _select(self, key):
+        """`(support_idx, support_y, query_idx, query_y)` of the episode of `key`.
+
+        Indices are rows of the examples (with `class_rotation`, of the four rotated
+        copies, rotation `k` of example `i` being row `k * num_examples + i`).
         """
         ways, shots, queries = self.ways, self.shots, self.queries
         per_class = shots + queries
@@ -237,13 +275,7 @@ class EpisodeSampler:
             offsets = tf.cast(turns * self.num_examples, support_idx.dtype)
             support_idx += tf.gather(offsets, support_y)
             query_idx += tf.gather(offsets, query_y)
-        support_x = tf.cast(tf.gather(self._examples, support_idx), tf.float32)
-        query_x = tf.cast(tf.gather(self._examples, query_idx), tf.float32)
-        return {
-            "support_x": support_x,
-            "support_y": support_y,
-            "query_x": query_x,
-        }, query_y
+        return support_idx, support_y, query_idx, query_y
 
     def _apply_transform(self, x, query_y):
         num_support = self.ways * self.shots
@@ -278,6 +310,7 @@ def episodes(
     drop_small_classes: bool = False,
     augment: str | None = None,
     transform: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    scale: float | None = None,
 ) -> tf.data.Dataset:
     """A `tf.data.Dataset` of N-way K-shot episodes drawn from labelled arrays.
 
@@ -312,4 +345,5 @@ def episodes(
         drop_small_classes=drop_small_classes,
         augment=augment,
         transform=transform,
+        scale=scale,
     ).dataset()

@@ -9,6 +9,7 @@ import zipfile
 import numpy as np
 
 from keras_meta.data import _images
+from keras_meta.validation import check_choice
 
 SPLITS = ("background", "evaluation")
 _OFFICIAL_SIZE = 105
@@ -259,6 +260,7 @@ def omniglot(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     interpolation: str = "lanczos",
+    dtype: str = "float32",
 ):
     """Loads Omniglot from the official archives (zip) or their extracted folders.
 
@@ -288,10 +290,14 @@ def omniglot(
         cache_dir: where to keep the cache.
         interpolation: PIL filter, one of "lanczos", "box", "bilinear", "bicubic",
             "nearest".
+        dtype: `"float32"` (values in `[0, 1]`) or `"uint8"` (ink = 255, a quarter of
+            the memory): sample them with `episodes(..., scale=255)` for episodes
+            bit-identical to the float32 ones.
 
     Returns:
         `(images, labels)`, or `(images, labels, info)` with `with_info=True`: images
-        float32 `[n, size, size, 1]` in `[0, 1]`, labels int64 `[n]` class ids `0..C-1`.
+        float32 `[n, size, size, 1]` in `[0, 1]` (or uint8), labels int64 `[n]` class
+        ids `0..C-1`.
 
     Example:
 
@@ -305,6 +311,7 @@ def omniglot(
         raise ValueError(
             f"`split` must be 'background', 'evaluation' or 'all'; received split={split!r}."
         )
+    check_choice("dtype", dtype, ("float32", "uint8"))
     size = _images.check_image_size(image_size) or (_OFFICIAL_SIZE, _OFFICIAL_SIZE)
     _images.check_resample(interpolation)
     path = os.fspath(path)
@@ -332,7 +339,11 @@ def omniglot(
         info["alphabet"].append(arrays["alphabet"])
         info["character"].append(arrays["character"])
         info["split"].append(np.full(len(arrays["character"]), s))
-    images = np.concatenate(images).astype(np.float32)[..., np.newaxis] / np.float32(255)
+    images = np.concatenate(images)[..., np.newaxis]
+    if dtype == "float32":
+        # In place: one float32 copy at a time, not two.
+        images = images.astype(np.float32)
+        images /= np.float32(255)
     labels = np.concatenate(labels)
     if not with_info:
         return images, labels

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta.data import _images
+from keras_meta.validation import check_choice
 
 # CIFAR-FS (Bertinetto et al., 2019, "Meta-learning with differentiable closed-form
 # solvers"): 64/16/20 CIFAR-100 fine classes, as distributed with the paper's code and
@@ -157,6 +158,7 @@ def from_tfds(
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
     with_info: bool = False,
+    dtype: str = "float32",
 ):
     """Reads a TFDS image-classification dataset into `(images, labels)` arrays.
 
@@ -175,10 +177,14 @@ def from_tfds(
         download: let TFDS download and prepare the dataset if it is not in `data_dir`.
         with_info: also return `{"class_names": [...] or None, "tfds_info":
             DatasetInfo}`.
+        dtype: `"float32"` (values in `[0, 1]`) or `"uint8"` (the stored 8-bit
+            pixels, a quarter of the memory; `255 - pixel` with `invert`; resized
+            images are rounded to the nearest level): sample them with
+            `episodes(..., scale=255)`.
 
     Returns:
         `(images, labels)` (plus `info` with `with_info=True`): float32 `[n, h, w, c]`
-        in `[0, 1]` and int64 `[n]` label ids.
+        in `[0, 1]` (or uint8) and int64 `[n]` label ids.
 
     Example:
 
@@ -192,6 +198,7 @@ def from_tfds(
         raise ValueError(
             f"`color_mode` must be None, 'grayscale' or 'rgb'; received {color_mode!r}."
         )
+    check_choice("dtype", dtype, ("float32", "uint8"))
     size = _images.check_image_size(image_size)
     dataset, info = tfds.load(
         name,
@@ -232,7 +239,22 @@ def from_tfds(
             image = 1.0 - image
         return image, tf.cast(label, tf.int64)
 
-    dataset = dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+    def convert_uint8(image, label):
+        image = tf.image.convert_image_dtype(image, tf.uint8, saturate=True)
+        if color_mode == "grayscale" and image.shape[-1] != 1:
+            image = tf.image.rgb_to_grayscale(image)
+        elif color_mode == "rgb" and image.shape[-1] == 1:
+            image = tf.image.grayscale_to_rgb(image)
+        if size is not None:
+            image = tf.image.resize(image, size, antialias=True)
+            image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+        if invert:
+            image = 255 - image
+        return image, tf.cast(label, tf.int64)
+
+    dataset = dataset.map(
+        convert_uint8 if dtype == "uint8" else convert, num_parallel_calls=tf.data.AUTOTUNE
+    )
     images, labels = [], []
     try:
         for x, y in dataset.batch(1024).as_numpy_iterator():
@@ -257,6 +279,7 @@ def cifar_fs(
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
     image_size: int | tuple[int, int] | None = None,
+    dtype: str = "float32",
 ) -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-FS: one of its 64/16/20-class splits of CIFAR-100, 600 images per class.
 
@@ -269,6 +292,7 @@ def cifar_fs(
         data_dir: TFDS data directory.
         download: let TFDS download CIFAR-100 if needed.
         image_size: optional resize (CIFAR-FS uses the native 32x32).
+        dtype: `"float32"` or `"uint8"` (a quarter of the memory), as in `from_tfds`.
 
     Returns:
         `(images, labels)`: float32 `[n, 32, 32, 3]` in `[0, 1]`, int64 CIFAR-100 fine
@@ -292,4 +316,5 @@ def cifar_fs(
         classes=[CIFAR100_FINE_LABELS.index(c) for c in CIFAR_FS_CLASSES[split]],
         data_dir=data_dir,
         download=download,
+        dtype=dtype,
     )

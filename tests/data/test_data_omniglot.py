@@ -215,3 +215,22 @@ def test_real_omniglot(omniglot_dir, tmp_path):
     x, y = km.data.omniglot(omniglot_dir, "evaluation", cache_dir=cache)
     np.testing.assert_array_equal(x, evaluation[0])
     np.testing.assert_array_equal(y, evaluation[1])
+
+
+def test_uint8_images_are_the_float32_images_in_a_quarter_of_the_memory(fixture_dirs):
+    _, zips, cache = fixture_dirs
+    x, y = km.data.omniglot(zips, image_size=21, cache_dir=cache)
+    u, yu = km.data.omniglot(zips, image_size=21, cache_dir=cache, dtype="uint8")
+    assert u.dtype == np.uint8 and u.shape == x.shape and u.nbytes * 4 == x.nbytes
+    np.testing.assert_array_equal(yu, y)
+    # Bit for bit: the float32 images are the uint8 ones divided by 255.
+    np.testing.assert_array_equal((u / np.float32(255)).view(np.uint32), x.view(np.uint32))
+    # Episodes from the uint8 images (scale=255) are the float32 images' episodes.
+    a = km.data.episodes(x, y, 3, 1, 2, seed=0).take(3)
+    b = km.data.episodes(u, y, 3, 1, 2, seed=0, scale=255).take(3)
+    for (ea, qa), (eb, qb) in zip(a.as_numpy_iterator(), b.as_numpy_iterator(), strict=True):
+        for key in ea:
+            np.testing.assert_array_equal(ea[key], eb[key])
+        np.testing.assert_array_equal(qa, qb)
+    with pytest.raises(ValueError, match=r"`dtype` must be one of.*received dtype='uint16'"):
+        km.data.omniglot(zips, dtype="uint16")
