@@ -14,11 +14,8 @@ import logging
 
 import keras
 import tensorflow as tf
-from keras.src import tree
-from keras.src.losses import loss as loss_module
-from keras.src.losses.losses import LossFunctionWrapper
-from keras.src.trainers.data_adapters import data_adapter_utils
 
+from keras_meta import _keras_compat
 from keras_meta._moments import exact_moments
 from keras_meta.episode import Episodes, check_label_range, unpack_episodes
 
@@ -48,11 +45,11 @@ def _as_loss(loss) -> keras.losses.Loss:
     if callable(resolved):
         # A plain function: wrap it so that reduction and tf.distribute
         # scaling behave like those of Keras's own Loss classes.
-        return LossFunctionWrapper(resolved, name=getattr(resolved, "__name__", None))
+        return _keras_compat.LossFunctionWrapper(resolved, name=getattr(resolved, "__name__", None))
     raise ValueError(f"Could not interpret the loss {loss!r}.")
 
 
-class MetaLearner(keras.Model):
+class MetaLearner(_keras_compat.FirstReplicaBuild, keras.Model):
     """Base class of the keras_meta learners.
 
     Args:
@@ -248,7 +245,7 @@ class MetaLearner(keras.Model):
         inner loop runs per episode on one replica, so it must see the
         plain loss.
         """
-        return loss_module.unscale_loss_for_distribution(self._require_loss()(y_true, y_pred))
+        return _keras_compat.unscale_loss_for_distribution(self._require_loss()(y_true, y_pred))
 
     def forward(self, params, state, x, training):
         """Calls the wrapped model with the weights `params` and `state`.
@@ -257,7 +254,7 @@ class MetaLearner(keras.Model):
         """
         model = self.model
         with exact_moments():
-            if model._call_has_training_arg:
+            if _keras_compat.call_has_training_arg(model):
                 outputs, state, losses = model.stateless_call(
                     list(params), list(state), x, training=training, return_losses=True
                 )
@@ -475,28 +472,6 @@ class MetaLearner(keras.Model):
         _, _, preds, _ = self._loop_episodes(eps, self._eval_fn(with_loss=False))
         return preds
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under tf.distribute, Keras builds from the first batch reduced with
-        # MEAN across replicas, which turns integer labels into floats; the
-        # episode would then look like a regression one. Build from the first
-        # replica's data instead, which keeps the dtypes.
-        strategy = getattr(self, "_distribute_strategy", None)
-        if strategy is None or iterator is None:
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        for _, _, it in iterator:
-            batch = next(it)
-            data_batch = tree.map_structure(
-                lambda v: (
-                    strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues)
-                    else v
-                ),
-                batch,
-            )
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
     def _reject_sample_weight(self, sample_weight):
         if sample_weight is not None:
             raise ValueError(
@@ -505,7 +480,7 @@ class MetaLearner(keras.Model):
             )
 
     def train_step(self, data):
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._reject_sample_weight(sample_weight)
         if y is None:
             raise ValueError("fit() needs the query targets: each batch must be (x, query_y).")
@@ -540,7 +515,7 @@ class MetaLearner(keras.Model):
         ]
 
     def test_step(self, data):
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._reject_sample_weight(sample_weight)
         eps = self._unpack(x, y)
         _, losses, preds, _ = self._loop_episodes(eps, self._eval_fn(with_loss=True))
@@ -548,13 +523,13 @@ class MetaLearner(keras.Model):
         return self.compute_metrics(x, y, preds, sample_weight=None)
 
     def predict_step(self, data):
-        x, _, _ = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self(x, training=False)
 
     def _update_loss_tracker(self, losses):
         loss = tf.reduce_mean(losses)
-        self._loss_tracker.update_state(
-            loss_module.unscale_loss_for_distribution(loss),
+        _keras_compat.loss_tracker(self).update_state(
+            _keras_compat.unscale_loss_for_distribution(loss),
             sample_weight=tf.shape(losses)[0],
         )
 

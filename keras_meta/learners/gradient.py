@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import keras
 import tensorflow as tf
 
+from keras_meta import _keras_compat
 from keras_meta.episode import Episodes
 from keras_meta.inner_loop import inner_loop
 from keras_meta.learners.base import MetaLearner
@@ -120,7 +121,7 @@ class GradientLearner(MetaLearner):
         variables = self.model.trainable_variables
         if self.adapt_layers is None:
             return [True] * len(variables)
-        layers = [layer for layer in self.model._flatten_layers(include_self=False)]
+        layers = [layer for layer in _keras_compat.nested_layers(self.model)]
         if callable(self.adapt_layers):
             chosen = [layer for layer in layers if self.adapt_layers(layer)]
         else:

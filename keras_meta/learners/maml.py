@@ -27,6 +27,7 @@ import inspect
 import keras
 import tensorflow as tf
 
+from keras_meta import _keras_compat
 from keras_meta.learners.base import MetaLearner
 from keras_meta.learners.gradient import GradientLearner, _check_steps
 
@@ -244,7 +245,7 @@ class MAML(GradientLearner):
         state_index = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
         layers = [
             layer
-            for layer in model._flatten_layers(include_self=False)
+            for layer in _keras_compat.nested_layers(model)
             if isinstance(layer, keras.layers.BatchNormalization)
         ]
         if not layers:

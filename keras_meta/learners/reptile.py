@@ -7,8 +7,8 @@ import random
 
 import keras
 import tensorflow as tf
-from keras.src.losses import loss as loss_module
 
+from keras_meta import _keras_compat
 from keras_meta.inner_loop import inner_loop
 from keras_meta.learners.gradient import GradientLearner, _check_steps
 
@@ -265,7 +265,7 @@ class Reptile(GradientLearner):
         # the replicas' gradients) and by a loss-scaling optimizer's factor
         # (which it divides out again).
         scale = self.optimizer.scale_loss(
-            loss_module.scale_loss_for_distribution(tf.cast(weight, loss.dtype))
+            _keras_compat.scale_loss_for_distribution(tf.cast(weight, loss.dtype))
         )
         direction = {
             id(v): (t - p) * tf.cast(scale, t.dtype)
