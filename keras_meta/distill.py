@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta import _keras_compat
-from keras_meta.learners.embedding import check_bool, check_positive
+from keras_meta.validation import check_bool, check_number, check_positive
 
 __all__ = ["Distiller", "distill"]
 
@@ -85,11 +85,7 @@ class Distiller(keras.Model):
         if teacher is student:
             raise ValueError("`teacher` and `student` must be different models.")
         self.temperature = check_positive("temperature", temperature)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise TypeError(f"Expected `alpha` to be a number; received {alpha!r}.")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"Expected `alpha` to lie in [0, 1]; received {alpha!r}.")
-        self.alpha = float(alpha)
+        self.alpha = check_number("alpha", alpha, minimum=0.0, maximum=1.0)
         self.from_logits = check_bool("from_logits", from_logits)
         self.teacher = teacher
         self.student = student

@@ -18,6 +18,7 @@ import tensorflow as tf
 from keras_meta import _keras_compat
 from keras_meta._moments import exact_moments
 from keras_meta.episode import Episodes, check_label_range, unpack_episodes
+from keras_meta.validation import check_choice, check_int
 
 BN_MODES = ("transductive", "running")
 
@@ -99,16 +100,8 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, keras.Model):
                 "Expected `model` to be a keras.Model (Functional, Sequential "
                 f"or subclassed); received {type(model).__name__}."
             )
-        if bn_mode not in BN_MODES:
-            raise ValueError(f"Expected `bn_mode` to be one of {BN_MODES}; received {bn_mode!r}.")
-        if (
-            isinstance(parallel_episodes, bool)
-            or not isinstance(parallel_episodes, int)
-            or parallel_episodes < 1
-        ):
-            raise ValueError(
-                f"Expected `parallel_episodes` to be an int >= 1; received {parallel_episodes!r}."
-            )
+        check_choice("bn_mode", bn_mode, BN_MODES)
+        parallel_episodes = check_int("parallel_episodes", parallel_episodes)
         self.model = model
         self.bn_mode = bn_mode
         self.parallel_episodes = parallel_episodes

@@ -19,21 +19,7 @@ import tensorflow as tf
 from keras_meta.episode import Episodes
 from keras_meta.learners.base import MetaLearner
 from keras_meta.learners.gradient import clone_with_weights
-
-
-def check_positive(name: str, value) -> float:
-    """Returns `value` as a float, or raises unless it is a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Expected `{name}` to be a number; received {value!r}.")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"Expected `{name}` to be a finite number > 0; received {value!r}.")
-    return float(value)
-
-
-def check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"Expected `{name}` to be a bool; received {value!r}.")
-    return value
+from keras_meta.validation import check_int
 
 
 def flatten_features(x: tf.Tensor) -> tf.Tensor:
@@ -75,12 +61,7 @@ class EmbeddingLearner(MetaLearner):
         **kwargs,
     ):
         super().__init__(embedding_model, bn_mode=bn_mode, **kwargs)
-        if ways is not None:
-            if isinstance(ways, bool) or not isinstance(ways, int):
-                raise TypeError(f"Expected `ways` to be None or an int >= 2; received {ways!r}.")
-            if ways < 2:
-                raise ValueError(f"Expected `ways` to be >= 2; received {ways!r}.")
-        self.ways = ways
+        self.ways = check_int("ways", ways, 2, allow_none=True)
 
     @property
     def embedding_model(self) -> keras.Model:

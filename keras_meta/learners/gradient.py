@@ -16,20 +16,7 @@ from keras_meta import _keras_compat
 from keras_meta.episode import Episodes
 from keras_meta.inner_loop import inner_loop
 from keras_meta.learners.base import MetaLearner
-
-
-def _check_positive_number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Expected `{name}` to be a number; received {value!r}.")
-    if not value > 0:
-        raise ValueError(f"Expected `{name}` to be > 0; received {value!r}.")
-
-
-def _check_steps(name, value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Expected `{name}` to be an int >= 1; received {value!r}.")
-    if value < 1:
-        raise ValueError(f"Expected `{name}` to be >= 1; received {value!r}.")
+from keras_meta.validation import check_bool, check_int, check_positive
 
 
 class GradientLearner(MetaLearner):
@@ -76,14 +63,10 @@ class GradientLearner(MetaLearner):
         **kwargs,
     ):
         super().__init__(model, bn_mode=bn_mode, **kwargs)
-        _check_positive_number("inner_learning_rate", inner_learning_rate)
-        _check_steps("inner_steps", inner_steps)
-        if eval_inner_steps is not None:
-            _check_steps("eval_inner_steps", eval_inner_steps)
-        if not isinstance(first_order, bool):
-            raise TypeError(f"Expected `first_order` to be a bool; received {first_order!r}.")
-        self.inner_learning_rate = float(inner_learning_rate)
-        self.inner_steps = inner_steps
+        self.inner_learning_rate = check_positive("inner_learning_rate", inner_learning_rate)
+        self.inner_steps = check_int("inner_steps", inner_steps)
+        eval_inner_steps = check_int("eval_inner_steps", eval_inner_steps, allow_none=True)
+        check_bool("first_order", first_order)
         self.eval_inner_steps = eval_inner_steps or inner_steps
         self._eval_steps_given = eval_inner_steps
         self.first_order = first_order
@@ -148,8 +131,7 @@ class GradientLearner(MetaLearner):
 
     def inner_steps_for(self, training: bool, steps: int | None = None) -> int:
         if steps is not None:
-            _check_steps("steps", steps)
-            return steps
+            return check_int("steps", steps)
         return self.inner_steps if training else self.eval_inner_steps
 
     def step_forward(self, params, state, x, training: bool, step: int):

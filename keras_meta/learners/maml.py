@@ -29,12 +29,8 @@ import tensorflow as tf
 
 from keras_meta import _keras_compat
 from keras_meta.learners.base import MetaLearner
-from keras_meta.learners.gradient import GradientLearner, _check_steps
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"Expected `{name}` to be a bool; received {value!r}.")
+from keras_meta.learners.gradient import GradientLearner
+from keras_meta.validation import check_bool, check_int
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -150,20 +146,12 @@ class MAML(GradientLearner):
             first_order=first_order,
             **kwargs,
         )
-        _check_bool("multi_step_loss", multi_step_loss)
-        _check_steps("multi_step_loss_epochs", multi_step_loss_epochs)
-        _check_bool("learn_inner_rates", learn_inner_rates)
-        _check_bool("per_step_bn", per_step_bn)
+        check_bool("multi_step_loss", multi_step_loss)
+        check_int("multi_step_loss_epochs", multi_step_loss_epochs)
+        check_bool("learn_inner_rates", learn_inner_rates)
+        check_bool("per_step_bn", per_step_bn)
+        first_order_epochs = check_int("first_order_epochs", first_order_epochs, 0, allow_none=True)
         if first_order_epochs is not None:
-            if isinstance(first_order_epochs, bool) or not isinstance(first_order_epochs, int):
-                raise TypeError(
-                    "Expected `first_order_epochs` to be an int >= 0 or None; "
-                    f"received {first_order_epochs!r}."
-                )
-            if first_order_epochs < 0:
-                raise ValueError(
-                    f"Expected `first_order_epochs` to be >= 0; received {first_order_epochs!r}."
-                )
             if first_order:
                 raise ValueError(
                     "`first_order_epochs` anneals from first- to second-order "

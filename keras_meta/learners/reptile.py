@@ -10,16 +10,10 @@ import tensorflow as tf
 
 from keras_meta import _keras_compat
 from keras_meta.inner_loop import inner_loop
-from keras_meta.learners.gradient import GradientLearner, _check_steps
+from keras_meta.learners.gradient import GradientLearner
+from keras_meta.validation import check_choice, check_int, check_number, check_positive
 
 INNER_OPTIMIZERS = ("sgd", "adam")
-
-
-def _check_unit_interval(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Expected `{name}` to be a number; received {value!r}.")
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"Expected `{name}` to be in [0, 1); received {value!r}.")
 
 
 def _mix32(h):
@@ -125,27 +119,14 @@ class Reptile(GradientLearner):
             eval_inner_steps=eval_inner_steps,
             **kwargs,
         )
-        if inner_batch_size is not None:
-            _check_steps("inner_batch_size", inner_batch_size)
-        if inner_optimizer not in INNER_OPTIMIZERS:
-            raise ValueError(
-                f"Expected `inner_optimizer` to be one of {INNER_OPTIMIZERS}; "
-                f"received {inner_optimizer!r}."
-            )
-        _check_unit_interval("adam_beta_1", adam_beta_1)
-        _check_unit_interval("adam_beta_2", adam_beta_2)
-        if (
-            isinstance(adam_epsilon, bool)
-            or not isinstance(adam_epsilon, (int, float))
-            or not adam_epsilon > 0
-        ):
-            raise ValueError(
-                f"Expected `adam_epsilon` to be a number > 0; received {adam_epsilon!r}."
-            )
+        check_int("inner_batch_size", inner_batch_size, allow_none=True)
+        check_choice("inner_optimizer", inner_optimizer, INNER_OPTIMIZERS)
+        for name, beta in (("adam_beta_1", adam_beta_1), ("adam_beta_2", adam_beta_2)):
+            check_number(name, beta, minimum=0.0, exclusive_maximum=1.0)
+        check_positive("adam_epsilon", adam_epsilon)
         if seed is None:
             seed = random.randint(0, 2**31 - 1)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"Expected `seed` to be an int or None; received {seed!r}.")
+        seed = check_int("seed", seed, None)
         self.inner_batch_size = inner_batch_size
         self.inner_optimizer = inner_optimizer
         self.adam_beta_1 = float(adam_beta_1)
