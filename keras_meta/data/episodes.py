@@ -10,6 +10,7 @@ from keras_meta.data import _seeds
 from keras_meta.data._arrays import check_examples, check_labels, materialize
 from keras_meta.data._config import attach_config, describe_callable
 from keras_meta.data.augment import _check_square
+from keras_meta.validation import check_int
 
 AUGMENTATIONS = (None, "class_rotation")
 
@@ -80,9 +81,9 @@ class EpisodeSampler:
         augment: str | None = None,
         transform: Callable[[tf.Tensor], tf.Tensor] | None = None,
     ):
-        self.ways = _seeds.check_count("ways", ways)
-        self.shots = _seeds.check_count("shots", shots)
-        self.queries = _seeds.check_count("queries", queries)
+        self.ways = check_int("ways", ways)
+        self.shots = check_int("shots", shots)
+        self.queries = check_int("queries", queries)
         self.num_episodes = _seeds.check_num_episodes(num_episodes)
         self.seed = _seeds.check_seed(seed)
         if self.seed is None and self.num_episodes is not None:
