@@ -23,14 +23,37 @@ epoch (see `MAML`).
 from __future__ import annotations
 
 import inspect
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
 from keras_meta import _keras_compat
-from keras_meta.learners.base import MetaLearner
 from keras_meta.learners.gradient import GradientLearner
 from keras_meta.validation import check_bool, check_int
+
+
+class PerStepCopy(NamedTuple):
+    """A per-step copy `[steps, *shape]` of one BatchNorm weight or statistic.
+
+    `index` is the position of the model's own variable in its trainable
+    (weights) or non-trainable (statistics) variables.
+    """
+
+    index: int
+    variable: keras.Variable
+
+
+class PerStepBatchNormState(NamedTuple):
+    """What MAML with `per_step_bn` carries through the loop over episodes.
+
+    `model`: the wrapped model's non-trainable values (as `forward` takes
+    them); `statistics`: the per-step moving statistics, `[steps, *shape]`
+    values keyed by the path of the model's statistic they stand for.
+    """
+
+    model: list
+    statistics: dict
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -173,11 +196,11 @@ class MAML(GradientLearner):
                 name="meta_epoch",
             )
         # Filled by build_meta_weights: one entry per model weight (None
-        # where there is none) and, for per-step BatchNorm, the indices of
-        # the BatchNorm weights/statistics in the model's variable lists.
+        # where there is none) and, for per-step BatchNorm, the per-step
+        # copies of the BatchNorm weights and statistics by variable path.
         self._rates = []
-        self._bn_param_index, self._bn_params = [], []
-        self._bn_state_index, self._bn_states = [], []
+        self._bn_weights: dict[str, PerStepCopy] = {}
+        self._bn_statistics: dict[str, PerStepCopy] = {}
         self._maybe_build_meta_weights()
 
     def get_config(self):
@@ -256,13 +279,15 @@ class MAML(GradientLearner):
             for attr in ("gamma", "beta"):
                 variable = getattr(layer, attr, None)
                 if variable is not None and id(variable) in param_index:
-                    self._bn_param_index.append(param_index[id(variable)])
-                    self._bn_params.append(per_step_copy(variable, True))
+                    self._bn_weights[variable.path] = PerStepCopy(
+                        param_index[id(variable)], per_step_copy(variable, True)
+                    )
             for attr in ("moving_mean", "moving_variance"):
                 variable = getattr(layer, attr, None)
                 if variable is not None and id(variable) in state_index:
-                    self._bn_state_index.append(state_index[id(variable)])
-                    self._bn_states.append(per_step_copy(variable, False))
+                    self._bn_statistics[variable.path] = PerStepCopy(
+                        state_index[id(variable)], per_step_copy(variable, False)
+                    )
 
     @property
     def inner_rates(self) -> list:
@@ -275,8 +300,8 @@ class MAML(GradientLearner):
     def adapted_mask(self) -> list[bool]:
         mask = super().adapted_mask()
         # Per-step BatchNorm weights are meta-learned only, as in the paper.
-        for i in self._bn_param_index:
-            mask[i] = False
+        for copy in self._bn_weights.values():
+            mask[copy.index] = False
         if not any(mask):
             raise ValueError(
                 "With `per_step_bn=True` the BatchNorm weights are not adapted, "
@@ -290,50 +315,52 @@ class MAML(GradientLearner):
         rate = self._rates[index][min(step, self.inner_steps - 1)]
         return param - tf.cast(rate, param.dtype) * grad
 
-    def _split_state(self, state):
-        n = len(self.model.non_trainable_variables)
-        return list(state[:n]), list(state[n:])
-
     def state_variables(self):
-        return super().state_variables() + list(self._bn_states)
+        if not self._bn_statistics:
+            return super().state_variables()
+        return PerStepBatchNormState(
+            list(super().state_variables()),
+            {path: copy.variable for path, copy in self._bn_statistics.items()},
+        )
+
+    def _weights_of_step(self, params, k, cast):
+        params = list(params)
+        for copy in self._bn_weights.values():
+            params[copy.index] = cast(copy.variable[k], params[copy.index].dtype)
+        return params
 
     def step_forward(self, params, state, x, training, step):
-        if not self._bn_params and not self._bn_states:
+        if not self._bn_weights and not self._bn_statistics:
             return super().step_forward(params, state, x, training, step)
         k = min(step, self.inner_steps - 1)
-        params = list(params)
-        model_state, per_step = self._split_state(state)
-        for i, variable in zip(self._bn_param_index, self._bn_params):
-            params[i] = tf.cast(variable[k], params[i].dtype)
-        for i, values in zip(self._bn_state_index, per_step):
-            model_state[i] = values[k]
-        pred, new_state, reg = MetaLearner.forward(self, params, model_state, x, training)
+        params = self._weights_of_step(params, k, tf.cast)
+        if not isinstance(state, PerStepBatchNormState):
+            return self.forward(params, state, x, training)
+        model_state = list(state.model)
+        for path, copy in self._bn_statistics.items():
+            model_state[copy.index] = state.statistics[path][k]
+        pred, new_state, reg = self.forward(params, model_state, x, training)
         # The pass's statistics go to copy k; the model's own stay as they were.
-        for j, (i, values) in enumerate(zip(self._bn_state_index, per_step)):
-            per_step[j] = tf.concat(
-                [values[:k], tf.cast(new_state[i], values.dtype)[None], values[k + 1 :]],
+        statistics = {}
+        for path, copy in self._bn_statistics.items():
+            values = state.statistics[path]
+            statistics[path] = tf.concat(
+                [values[:k], tf.cast(new_state[copy.index], values.dtype)[None], values[k + 1 :]],
                 axis=0,
             )
-            new_state[i] = state[i]
-        return pred, new_state + per_step, reg
-
-    def forward(self, params, state, x, training):
-        # Called with the learner's state (model + per-step statistics) by the
-        # export's `serve`: use the BatchNorm of the last training step.
-        if self._bn_states and len(state) > len(self.model.non_trainable_variables):
-            return self.step_forward(params, state, x, training, self.inner_steps - 1)
-        return super().forward(params, state, x, training)
+            new_state[copy.index] = state.model[copy.index]
+        return pred, PerStepBatchNormState(new_state, statistics), reg
 
     def model_weights(self, params, state, step):
-        if not self._bn_params and not self._bn_states:
+        if not self._bn_weights and not self._bn_statistics:
             return super().model_weights(params, state, step)
         k = min(step, self.inner_steps - 1)
-        params = list(params)
-        model_state, per_step = self._split_state(state)
-        for i, variable in zip(self._bn_param_index, self._bn_params):
-            params[i] = tf.convert_to_tensor(variable)[k]
-        for i, values in zip(self._bn_state_index, per_step):
-            model_state[i] = values[k]
+        params = self._weights_of_step(params, k, lambda v, dtype: tf.convert_to_tensor(v))
+        if not isinstance(state, PerStepBatchNormState):
+            return params, state
+        model_state = list(state.model)
+        for path, copy in self._bn_statistics.items():
+            model_state[copy.index] = state.statistics[path][k]
         return params, model_state
 
     # ------------------------------------------------------------------
@@ -382,7 +409,7 @@ class MAML(GradientLearner):
                 pred, _, _ = self.step_forward(params, state, episode.query_x, True, step)
                 step_losses.append(self.outer_loss(episode.query_y, pred))
 
-        params, state, _ = self.adapt_params(
+        params, state, _ = self.run_inner_loop(
             episode,
             state,
             training=True,

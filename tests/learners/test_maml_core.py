@@ -408,9 +408,9 @@ def test_adapt_layers_keeps_other_layers_fixed():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"inner_learning_rate": 0.0}, ValueError, "`inner_learning_rate` must be a finite number > 0"),
-        ({"inner_learning_rate": -1}, ValueError, "`inner_learning_rate` must be a finite number > 0"),
-        ({"inner_learning_rate": "big"}, TypeError, "`inner_learning_rate` must be a finite number"),
+        ({"inner_learning_rate": 0.0}, ValueError, "`inner_learning_rate` must be .* > 0"),
+        ({"inner_learning_rate": -1}, ValueError, "`inner_learning_rate` must be .* > 0"),
+        ({"inner_learning_rate": "big"}, TypeError, "`inner_learning_rate` must be a finite"),
         ({"inner_steps": 0}, ValueError, "`inner_steps` must be an integer >= 1"),
         ({"inner_steps": 1.5}, TypeError, "`inner_steps` must be an integer"),
         ({"eval_inner_steps": 0}, ValueError, "`eval_inner_steps` must be an integer >= 1"),
@@ -458,7 +458,7 @@ def _bad(x, key, value):
     ],
 )
 def test_episode_validation_errors(mutate, match):
-    from keras_meta.episode import unpack_episodes
+    from keras_meta.learners._episodes import unpack_episodes
 
     x, y = gaussian_tasks(3)
     bx, by = mutate(x, y)
