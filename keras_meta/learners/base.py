@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras_meta import _keras_compat
 from keras_meta._moments import exact_moments
 from keras_meta.learners import _episode_loop
+from keras_meta.learners._building import BuildAndSerialize
 from keras_meta.learners._episode_loop import DEFAULT_PARALLEL_EPISODES
 from keras_meta.learners._episodes import (
     Episode,
@@ -44,7 +45,7 @@ def _as_loss(loss) -> keras.losses.Loss:
     raise ValueError(f"Could not interpret the loss {loss!r}.")
 
 
-class MetaLearner(_keras_compat.FirstReplicaBuild, keras.Model):
+class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Model):
     """Base class of the keras_meta learners.
 
     Args:
@@ -108,64 +109,8 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, keras.Model):
             self.built = True
 
     # ------------------------------------------------------------------
-    # Building, compiling, serialisation.
+    # Compiling (building and serialisation: _building.py).
     # ------------------------------------------------------------------
-    def build(self, input_shape=None):
-        if isinstance(input_shape, dict) and "support_x" in input_shape:
-            feature_shape = tuple(input_shape["support_x"])[2:]
-            self._build_model(feature_shape)
-        self.built = True
-
-    def _build_model(self, feature_shape, dtype="float32"):
-        if self.model.built and self.model.weights:
-            self._maybe_build_meta_weights()
-            return
-        # A symbolic call builds every kind of model (a subclassed model's
-        # `build(shape)` may mark it built without creating its weights);
-        # init_scope escapes any graph being traced, where Keras cannot
-        # create variables.
-        with tf.init_scope():
-            try:
-                self.model(keras.KerasTensor((None,) + tuple(feature_shape), dtype))
-            except Exception as e:
-                raise ValueError(
-                    "Could not build the wrapped model for inputs of shape "
-                    f"(None, {', '.join(map(str, feature_shape))}). Build it "
-                    "yourself (call it once on a batch) before wrapping it. "
-                    f"Error: {e}"
-                ) from e
-            self._maybe_build_meta_weights()
-
-    def build_meta_weights(self):
-        """Creates the learner's own weights (e.g. learned inner rates).
-
-        Called once, as soon as the wrapped model has its weights (at
-        construction when it is built already, else when the learner is
-        built), so that the weights exist before the optimizer is built and
-        before a `.keras` file's weights are loaded. Default: none.
-        """
-
-    def _maybe_build_meta_weights(self):
-        # Subclasses call this at the end of __init__, once their
-        # configuration (which build_meta_weights reads) is set.
-        if getattr(self, "_meta_weights_built", False) or not (
-            self.model.built and self.model.weights
-        ):
-            return
-        self._meta_weights_built = True
-        with tf.init_scope():
-            self.build_meta_weights()
-
-    def get_build_config(self):
-        return {"episode_spec": self._episode_spec}
-
-    def build_from_config(self, config):
-        spec = config.get("episode_spec")
-        if spec:
-            self._episode_spec = spec
-            self._build_model(spec["input_shape"], spec.get("input_dtype", "float32"))
-        self.built = True
-
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
         """Compiles the learner; `loss` is the loss of both loops.
 
@@ -189,25 +134,6 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, keras.Model):
         self.compile(**config)
         if self.built:
             self.optimizer.build(self.trainable_variables)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "model": keras.saving.serialize_keras_object(self.model),
-                "bn_mode": self.bn_mode,
-                "parallel_episodes": self.parallel_episodes,
-            }
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        model = keras.saving.deserialize_keras_object(
-            config.pop("model"), custom_objects=custom_objects
-        )
-        return cls(model=model, **config)
 
     # ------------------------------------------------------------------
     # Losses and forward passes shared by the algorithms.

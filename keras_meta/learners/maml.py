@@ -23,37 +23,13 @@ epoch (see `MAML`).
 from __future__ import annotations
 
 import inspect
-from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
-from keras_meta import _keras_compat
+from keras_meta.learners._per_step_bn import PerStepBatchNorm, PerStepBatchNormState
 from keras_meta.learners.gradient import GradientLearner
 from keras_meta.validation import check_bool, check_int
-
-
-class PerStepCopy(NamedTuple):
-    """A per-step copy `[steps, *shape]` of one BatchNorm weight or statistic.
-
-    `index` is the position of the model's own variable in its trainable
-    (weights) or non-trainable (statistics) variables.
-    """
-
-    index: int
-    variable: keras.Variable
-
-
-class PerStepBatchNormState(NamedTuple):
-    """What MAML with `per_step_bn` carries through the loop over episodes.
-
-    `model`: the wrapped model's non-trainable values (as `forward` takes
-    them); `statistics`: the per-step moving statistics, `[steps, *shape]`
-    values keyed by the path of the model's statistic they stand for.
-    """
-
-    model: list
-    statistics: dict
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -196,11 +172,9 @@ class MAML(GradientLearner):
                 name="meta_epoch",
             )
         # Filled by build_meta_weights: one entry per model weight (None
-        # where there is none) and, for per-step BatchNorm, the per-step
-        # copies of the BatchNorm weights and statistics by variable path.
+        # where there is none) and the per-step BatchNorm copies.
         self._rates = []
-        self._bn_weights: dict[str, PerStepCopy] = {}
-        self._bn_statistics: dict[str, PerStepCopy] = {}
+        self._per_step_bn: PerStepBatchNorm | None = None
         self._maybe_build_meta_weights()
 
     def get_config(self):
@@ -234,7 +208,7 @@ class MAML(GradientLearner):
     def build_meta_weights(self):
         steps = self.inner_steps
         if self.per_step_bn:
-            self._build_per_step_bn(steps)
+            self._per_step_bn = PerStepBatchNorm(self, self.model, steps)
         if self.learn_inner_rates:
             rates = []
             for variable, adapted in zip(self.model.trainable_variables, self.adapted_mask()):
@@ -250,45 +224,6 @@ class MAML(GradientLearner):
                 )
             self._rates = rates
 
-    def _build_per_step_bn(self, steps):
-        model = self.model
-        param_index = {id(v): i for i, v in enumerate(model.trainable_variables)}
-        state_index = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
-        layers = [
-            layer
-            for layer in _keras_compat.nested_layers(model)
-            if isinstance(layer, keras.layers.BatchNormalization)
-        ]
-        if not layers:
-            raise ValueError(
-                "`per_step_bn=True` needs a model with BatchNormalization "
-                f"layers; {model.name!r} has none."
-            )
-
-        def per_step_copy(variable, trainable):
-            value = tf.convert_to_tensor(variable)
-            return self.add_weight(
-                shape=(steps,) + tuple(variable.shape),
-                initializer=lambda shape, dtype: tf.broadcast_to(tf.cast(value, dtype), shape),
-                dtype=variable.dtype,
-                trainable=trainable,
-                name=variable.path.replace("/", "_") + "_per_step",
-            )
-
-        for layer in layers:
-            for attr in ("gamma", "beta"):
-                variable = getattr(layer, attr, None)
-                if variable is not None and id(variable) in param_index:
-                    self._bn_weights[variable.path] = PerStepCopy(
-                        param_index[id(variable)], per_step_copy(variable, True)
-                    )
-            for attr in ("moving_mean", "moving_variance"):
-                variable = getattr(layer, attr, None)
-                if variable is not None and id(variable) in state_index:
-                    self._bn_statistics[variable.path] = PerStepCopy(
-                        state_index[id(variable)], per_step_copy(variable, False)
-                    )
-
     @property
     def inner_rates(self) -> list:
         """The learned per-step rates (`learn_inner_rates`), model order."""
@@ -300,8 +235,8 @@ class MAML(GradientLearner):
     def adapted_mask(self) -> list[bool]:
         mask = super().adapted_mask()
         # Per-step BatchNorm weights are meta-learned only, as in the paper.
-        for copy in self._bn_weights.values():
-            mask[copy.index] = False
+        for i in self._per_step_bn.weight_indices() if self._per_step_bn else ():
+            mask[i] = False
         if not any(mask):
             raise ValueError(
                 "With `per_step_bn=True` the BatchNorm weights are not adapted, "
@@ -316,52 +251,22 @@ class MAML(GradientLearner):
         return param - tf.cast(rate, param.dtype) * grad
 
     def state_variables(self):
-        if not self._bn_statistics:
+        if self._per_step_bn is None or not self._per_step_bn.statistics:
             return super().state_variables()
-        return PerStepBatchNormState(
-            list(super().state_variables()),
-            {path: copy.variable for path, copy in self._bn_statistics.items()},
-        )
-
-    def _weights_of_step(self, params, k, cast):
-        params = list(params)
-        for copy in self._bn_weights.values():
-            params[copy.index] = cast(copy.variable[k], params[copy.index].dtype)
-        return params
+        return self._per_step_bn.state_variables(super().state_variables())
 
     def step_forward(self, params, state, x, training, step):
-        if not self._bn_weights and not self._bn_statistics:
+        if self._per_step_bn is None:
             return super().step_forward(params, state, x, training, step)
-        k = min(step, self.inner_steps - 1)
-        params = self._weights_of_step(params, k, tf.cast)
-        if not isinstance(state, PerStepBatchNormState):
-            return self.forward(params, state, x, training)
-        model_state = list(state.model)
-        for path, copy in self._bn_statistics.items():
-            model_state[copy.index] = state.statistics[path][k]
-        pred, new_state, reg = self.forward(params, model_state, x, training)
-        # The pass's statistics go to copy k; the model's own stay as they were.
-        statistics = {}
-        for path, copy in self._bn_statistics.items():
-            values = state.statistics[path]
-            statistics[path] = tf.concat(
-                [values[:k], tf.cast(new_state[copy.index], values.dtype)[None], values[k + 1 :]],
-                axis=0,
-            )
-            new_state[copy.index] = state.model[copy.index]
-        return pred, PerStepBatchNormState(new_state, statistics), reg
+        return self._per_step_bn.forward(self.forward, params, state, x, training, step)
 
     def model_weights(self, params, state, step):
-        if not self._bn_weights and not self._bn_statistics:
+        if self._per_step_bn is None:
             return super().model_weights(params, state, step)
-        k = min(step, self.inner_steps - 1)
-        params = self._weights_of_step(params, k, lambda v, dtype: tf.convert_to_tensor(v))
-        if not isinstance(state, PerStepBatchNormState):
-            return params, state
-        model_state = list(state.model)
-        for path, copy in self._bn_statistics.items():
-            model_state[copy.index] = state.statistics[path][k]
-        return params, model_state
+        params = self._per_step_bn.params_at(params, step)
+        if isinstance(state, PerStepBatchNormState):
+            state = self._per_step_bn.model_state_at(state, step)
+        return params, state
 
     # ------------------------------------------------------------------
     # Meta-objective.
