@@ -89,4 +89,4 @@ class BuildAndSerialize:
         model = keras.saving.deserialize_keras_object(
             config.pop("model"), custom_objects=custom_objects
         )
-        return cls(model=model, **config)
+        return cls(model, **config)

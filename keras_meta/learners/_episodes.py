@@ -26,17 +26,7 @@ import tensorflow as tf
 EPISODE_KEYS = ("support_x", "support_y", "query_x")
 
 
-class Episode(NamedTuple):
-    """One validated episode: tensors without a leading episode axis.
-
-    Example:
-
-    >>> import numpy as np
-    >>> ep = Episode(np.zeros((5, 3)), np.zeros(5, "int32"), np.zeros((4, 3)), None)
-    >>> ep.support_x.shape
-    (5, 3)
-    """
-
+class _EpisodeTensors(NamedTuple):
     support_x: tf.Tensor
     support_y: tf.Tensor
     query_x: tf.Tensor
@@ -48,8 +38,25 @@ class Episode(NamedTuple):
         return tf.as_dtype(self.support_y.dtype).is_integer
 
 
-class EpisodeBatch(NamedTuple):
-    """A validated batch of episodes: every tensor has a leading axis B.
+class Episode(_EpisodeTensors):
+    """One validated episode: tensors without a leading episode axis.
+
+    Fields: `support_x`, `support_y`, `query_x`, `query_y` (`None` in
+    prediction).
+
+    Example:
+
+    >>> import numpy as np
+    >>> ep = Episode(np.zeros((5, 3)), np.zeros(5, "int32"), np.zeros((4, 3)), None)
+    >>> ep.support_x.shape, ep.is_classification
+    ((5, 3), True)
+    """
+
+    __slots__ = ()
+
+
+class EpisodeBatch(_EpisodeTensors):
+    """A validated batch of episodes: the fields of `Episode` with a leading axis B.
 
     Example:
 
@@ -60,15 +67,7 @@ class EpisodeBatch(NamedTuple):
     (5, 3)
     """
 
-    support_x: tf.Tensor
-    support_y: tf.Tensor
-    query_x: tf.Tensor
-    query_y: tf.Tensor | None
-
-    @property
-    def is_classification(self) -> bool:
-        """Whether the labels are integer class ids (else regression targets)."""
-        return tf.as_dtype(self.support_y.dtype).is_integer
+    __slots__ = ()
 
     def episode(self, i) -> Episode:
         """The `i`-th episode of the batch."""

@@ -73,14 +73,6 @@ class EmbeddingLearner(MetaLearner):
         config["ways"] = self.ways
         return config
 
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        model = keras.saving.deserialize_keras_object(
-            config.pop("model"), custom_objects=custom_objects
-        )
-        return cls(model, **config)
-
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
         """Like `MetaLearner.compile`; `loss` defaults to sparse CE on logits."""
         if self.ways is None and kwargs.get("jit_compile") is True:

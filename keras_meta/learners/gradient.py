@@ -178,17 +178,14 @@ class GradientLearner(InnerLoopLearner):
     """An inner-loop learner differentiated through its inner loop.
 
     Args:
-        model: the wrapped `keras.Model`.
-        inner_learning_rate: step size of the inner SGD.
-        inner_steps: inner steps in `fit`.
-        eval_inner_steps: inner steps in `evaluate`, `predict`, `adapt` and
-            `export` (default: `inner_steps`).
+        model, inner_learning_rate, inner_steps, eval_inner_steps, bn_mode:
+            see `InnerLoopLearner` (the inner loop is SGD with this rate
+            unless `inner_update` says otherwise).
         first_order: drop the second-order terms of the meta-gradient.
         adapt_layers: the layers adapted in the inner loop: `None` (all), a
             list of layer names, or a predicate `layer -> bool` (not
             serialisable; prefer names). The others are shared across tasks
             and only meta-learned.
-        bn_mode: see `MetaLearner`.
 
     An algorithm overrides `inner_update` (the update rule), `adapted_mask`
     (which weights adapt) or `episode_gradients` (the meta-gradient); e.g. an
