@@ -10,7 +10,7 @@ from keras_meta.data import _seeds
 from keras_meta.data._arrays import check_examples, check_labels, materialize
 from keras_meta.data._config import attach_config, describe_callable
 from keras_meta.data.augment import _check_square
-from keras_meta.validation import check_int
+from keras_meta.validation import check_callable, check_int
 
 AUGMENTATIONS = (None, "class_rotation")
 
@@ -97,11 +97,7 @@ class EpisodeSampler:
                 "arrays."
             )
         self.augment = augment
-        if transform is not None and not callable(transform):
-            raise TypeError(
-                f"`transform` must be a callable on a batch of images; received {transform!r}."
-            )
-        self.transform = transform
+        self.transform = check_callable("transform", transform, allow_none=True)
         self.drop_small_classes = bool(drop_small_classes)
 
         x, y = materialize(x, y)

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta.data import _images
+from keras_meta.validation import check_choice
 
 # CIFAR-FS (Bertinetto et al., 2019, "Meta-learning with differentiable closed-form
 # solvers"): 64/16/20 CIFAR-100 fine classes, as distributed with the paper's code and
@@ -188,10 +189,7 @@ def from_tfds(
     """
     import tensorflow_datasets as tfds
 
-    if color_mode not in (None, "grayscale", "rgb"):
-        raise ValueError(
-            f"`color_mode` must be None, 'grayscale' or 'rgb'; received {color_mode!r}."
-        )
+    check_choice("color_mode", color_mode, (None, "grayscale", "rgb"))
     size = _images.check_image_size(image_size)
     dataset, info = tfds.load(
         name,

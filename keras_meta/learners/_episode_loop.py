@@ -162,7 +162,7 @@ def mean_over_replicas(state):
 
     Example:
 
-    >>> mean_over_replicas([tf.constant(1.0)])[0].numpy()
+    >>> float(mean_over_replicas([tf.constant(1.0)])[0])
     1.0
     """
     context = tf.distribute.get_replica_context()
