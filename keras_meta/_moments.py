@@ -6,22 +6,18 @@ unaffected (the derivative of the variance with respect to the mean is zero
 at the mean), but second derivatives lose the mean's contribution, so a
 second-order meta-gradient through BatchNorm would be slightly wrong. While
 the learners trace the wrapped model, they swap in a variance that keeps the
-gradient through the mean; values are the same.
+gradient through the mean; values are the same. The swap itself (which Keras
+function, thread safety, the error when Keras no longer has it) lives in
+`keras_meta._keras_compat`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import tensorflow as tf
 
-try:
-    from keras.src.backend.tensorflow import nn as _tf_nn
-except ImportError:  # pragma: no cover - a Keras without this module
-    _tf_nn = None
-
-_lock = threading.RLock()
+from keras_meta._keras_compat import batch_moments_patch
 
 
 def exact_moments_fn(x, axes, keepdims=False):
@@ -43,14 +39,16 @@ def exact_moments_fn(x, axes, keepdims=False):
 
 @contextlib.contextmanager
 def exact_moments():
-    """Within the block, Keras layers compute batch moments exactly."""
-    original = getattr(_tf_nn, "_compute_moments", None)
-    if original is None:
+    """Within the block, Keras layers compute batch moments exactly.
+
+    Example:
+
+    >>> import keras
+    >>> bn = keras.layers.BatchNormalization()
+    >>> with exact_moments():
+    ...     y = bn(tf.constant([[1.0], [3.0]]), training=True)
+    >>> [round(float(v), 3) for v in y[:, 0]]
+    [-1.0, 1.0]
+    """
+    with batch_moments_patch.patched(exact_moments_fn):
         yield
-        return
-    with _lock:
-        _tf_nn._compute_moments = exact_moments_fn
-        try:
-            yield
-        finally:
-            _tf_nn._compute_moments = original

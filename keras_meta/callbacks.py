@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from keras_meta.evaluation import evaluate
+from keras_meta.validation import check_int
 
 
 def write_scalars(writer, scalars: dict, step: int) -> None:
@@ -150,8 +151,7 @@ class MetaEvaluation(keras.callbacks.Callback):
         **evaluate_kwargs,
     ):
         super().__init__()
-        if isinstance(frequency, bool) or not isinstance(frequency, int) or (frequency < 1):
-            raise ValueError(f"Expected `frequency` >= 1; received {frequency!r}.")
+        frequency = check_int("frequency", frequency)
         unknown = set(evaluate_kwargs) - {
             "batch_size",
             "inner_steps",

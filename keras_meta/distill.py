@@ -15,10 +15,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.losses import loss as loss_module
-from keras.src.trainers.data_adapters import data_adapter_utils
 
-from keras_meta.learners.embedding import check_bool, check_positive
+from keras_meta import _keras_compat
+from keras_meta.validation import check_bool, check_number, check_positive
 
 __all__ = ["Distiller", "distill"]
 
@@ -86,11 +85,7 @@ class Distiller(keras.Model):
         if teacher is student:
             raise ValueError("`teacher` and `student` must be different models.")
         self.temperature = check_positive("temperature", temperature)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise TypeError(f"Expected `alpha` to be a number; received {alpha!r}.")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"Expected `alpha` to lie in [0, 1]; received {alpha!r}.")
-        self.alpha = float(alpha)
+        self.alpha = check_number("alpha", alpha, minimum=0.0, maximum=1.0)
         self.from_logits = check_bool("from_logits", from_logits)
         self.teacher = teacher
         self.student = student
@@ -156,14 +151,14 @@ class Distiller(keras.Model):
         return loss
 
     def train_step(self, data):
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
-            loss = self._compute_loss(
+            loss = self.compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
             )
-            self._loss_tracker.update_state(
-                loss_module.unscale_loss_for_distribution(loss),
+            _keras_compat.loss_tracker(self).update_state(
+                _keras_compat.unscale_loss_for_distribution(loss),
                 sample_weight=tf.shape(tf.nest.flatten(x)[0])[0],
             )
             scaled = self.optimizer.scale_loss(loss)
@@ -177,7 +172,7 @@ class Distiller(keras.Model):
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def test_step(self, data):
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if y is None:
             raise ValueError("evaluate() needs labels: pass `(x, y)` batches.")
         return super().test_step(data)
@@ -239,7 +234,7 @@ def accuracy(model: keras.Model, data, batch_size: int = 256) -> float:
     )
     metric = keras.metrics.SparseCategoricalAccuracy()
     for batch in batches:
-        bx, by, _ = data_adapter_utils.unpack_x_y_sample_weight(batch)
+        bx, by, _ = keras.utils.unpack_x_y_sample_weight(batch)
         if by is None:
             raise ValueError("Accuracy needs labels: the Dataset yields no `y`.")
         metric.update_state(by, model(bx, training=False))

@@ -19,6 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_meta import _keras_compat
+
 #: The z-value of a two-sided 95% normal confidence interval.
 Z_95 = 1.96
 
@@ -118,7 +120,7 @@ class _Overrides:
 
 
 def _compiled_metrics(learner, y, preds) -> list:
-    metrics = getattr(learner, "_compile_metrics", None)
+    metrics = _keras_compat.compiled_metrics(learner)
     if metrics is None:
         return []
     if not metrics.built:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_meta.episode import Episodes
+from keras_meta.learners._episodes import Episode
 
 
 def episode_signature(learner, input_shape=None, label_shape=None, label_dtype=None):
@@ -61,18 +61,12 @@ def export_learner(
     )
 
     def adapt_and_predict(support_x, support_y, query_x):
-        episode = Episodes(support_x, support_y, query_x, None)
-        pred, _ = learner.adapt_episode(episode, learner.model_state(), training=False)
+        episode = Episode(support_x, support_y, query_x, None)
+        pred, _ = learner.adapt_and_predict(episode, learner.loop_state(), training=False)
         return pred
 
     def serve(x):
-        pred, _, _ = learner.forward(
-            learner.meta_params(),
-            learner.model_state(),
-            x,
-            False,
-        )
-        return pred
+        return learner.meta_forward(x, False)
 
     archive = keras.export.ExportArchive()
     archive.track(learner)

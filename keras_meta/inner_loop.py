@@ -6,6 +6,10 @@ support loss with a `tf.GradientTape` and applies an update rule. When this
 runs inside an outer tape (meta-training), the outer tape records the inner
 gradient computation, so the meta-gradient flows through the adaptation
 (second order) unless `first_order=True` stops it.
+
+With `keras_meta/learners/_episode_loop.py`, one of the two modules written
+with TensorFlow's autodiff (`tf.GradientTape`): another Keras backend would
+rewrite these two.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import tensorflow as tf
+
+from keras_meta.inner_optimizers import UpdateRule
 
 LossFn = Callable[[list, list, int], tuple]
 UpdateFn = Callable[[int, int, tf.Tensor, tf.Tensor], tf.Tensor]
@@ -39,7 +45,7 @@ def inner_loop(
     params: Sequence[tf.Tensor],
     state: Sequence[tf.Tensor],
     steps: int,
-    update_fn: UpdateFn,
+    update_fn: UpdateFn | UpdateRule,
     adapted: Sequence[bool] | None = None,
     first_order: bool = False,
     on_step: Callable[[int, list, list], None] | None = None,
@@ -52,10 +58,12 @@ def inner_loop(
             and non-trainable `state` (e.g. BatchNorm statistics).
         params: the initial fast weights, one tensor per trainable variable
             of the wrapped model.
-        state: the initial non-trainable state.
+        state: the initial non-trainable state (any nest of tensors).
         steps: number of inner steps (a Python int: the loop is unrolled so
             that second-order gradients and XLA see a static graph).
-        update_fn: `update_fn(step, index, param, grad) -> new_param`.
+        update_fn: `update_fn(step, index, param, grad) -> new_param`, or
+            an `UpdateRule` of `keras_meta.inner_optimizers` (an update with
+            a state, such as Adam's moments, fresh for this call).
         adapted: one bool per param; `False` keeps the param fixed in the
             inner loop (ANIL, layer selection). Default: all adapted.
         first_order: stop the gradient through the inner gradients.
@@ -76,12 +84,14 @@ def inner_loop(
     0.5
     """
     params = list(params)
-    state = list(state)
     if adapted is None:
         adapted = [True] * len(params)
     if len(adapted) != len(params):
         raise ValueError(f"`adapted` has {len(adapted)} entries for {len(params)} params.")
     indices = [i for i, a in enumerate(adapted) if a]
+    rule = update_fn if isinstance(update_fn, UpdateRule) else None
+    if rule is not None:
+        rule_state = rule.init([params[i] for i in indices])
     losses = []
     for step in range(steps):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -95,9 +105,14 @@ def inner_loop(
         )
         if first_order:
             grads = [tf.stop_gradient(g) for g in grads]
-        for i, g in zip(indices, grads):
-            params[i] = update_fn(step, i, params[i], g)
-        state = [tf.stop_gradient(s) for s in state]
+        if rule is not None:
+            updates, rule_state = rule.update(grads, rule_state, [params[i] for i in indices])
+            for i, u in zip(indices, updates):
+                params[i] = params[i] + u
+        else:
+            for i, g in zip(indices, grads):
+                params[i] = update_fn(step, i, params[i], g)
+        state = tf.nest.map_structure(tf.stop_gradient, state)
         losses.append(loss)
         if on_step is not None:
             on_step(step, params, state)

@@ -5,6 +5,8 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from keras_meta.validation import check_choice
+
 RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
     "box": Image.Resampling.BOX,
@@ -39,12 +41,7 @@ def check_image_size(image_size, name="image_size"):
 
 
 def check_resample(interpolation):
-    try:
-        return RESAMPLING[interpolation]
-    except KeyError:
-        raise ValueError(
-            f"`interpolation` must be one of {sorted(RESAMPLING)}; received {interpolation!r}."
-        ) from None
+    return RESAMPLING[check_choice("interpolation", interpolation, sorted(RESAMPLING))]
 
 
 def decode(data, source, size, mode, resample):

@@ -5,10 +5,11 @@ keys, never on global or per-iterator RNG state, so a seeded dataset gives ident
 episodes across runs, machines, `num_parallel_calls` settings and re-iterations.
 """
 
-import numbers
 import secrets
 
 import tensorflow as tf
+
+from keras_meta.validation import check_int
 
 # Philox keys are 64-bit; keep user seeds in the positive int64 range so the key is portable.
 _SEED_MODULUS = 2**63
@@ -16,13 +17,8 @@ _SEED_MODULUS = 2**63
 
 def check_seed(seed):
     """Validates a user seed; returns it as a Python int (or `None`)."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(
-            f"`seed` must be an integer or None; received {seed!r} of type {type(seed).__name__}."
-        )
-    return int(seed) % _SEED_MODULUS
+    seed = check_int("seed", seed, None, allow_none=True)
+    return None if seed is None else seed % _SEED_MODULUS
 
 
 def fresh_seed():
@@ -71,19 +67,6 @@ def split_key(key, num):
     return tf.random.experimental.stateless_split(key, num=num)
 
 
-def check_count(name, value, minimum=1):
-    """Validates an integer episode size argument such as `ways` or `shots`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"`{name}` must be an integer >= {minimum}; received {value!r} of type "
-            f"{type(value).__name__}."
-        )
-    if value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; received {name}={value}.")
-    return int(value)
-
-
 def check_num_episodes(num_episodes):
-    if num_episodes is None:
-        return None
-    return check_count("num_episodes", num_episodes)
+    """`num_episodes`: an integer >= 1, or `None` (an infinite stream)."""
+    return check_int("num_episodes", num_episodes, allow_none=True)

@@ -10,7 +10,7 @@ from keras_meta.data import _pixels, _seeds
 from keras_meta.data._arrays import check_examples, check_labels, materialize
 from keras_meta.data._config import attach_config, describe_callable
 from keras_meta.data.augment import _check_square
-from keras_meta.validation import check_number
+from keras_meta.validation import check_callable, check_int, check_number
 
 AUGMENTATIONS = (None, "class_rotation")
 
@@ -117,9 +117,9 @@ class EpisodeSampler:
         self, ways, shots, queries, seed, num_episodes, drop_small_classes, augment, transform
     ):
         """Checks and sets the sampling arguments shared with the streaming sampler."""
-        self.ways = _seeds.check_count("ways", ways)
-        self.shots = _seeds.check_count("shots", shots)
-        self.queries = _seeds.check_count("queries", queries)
+        self.ways = check_int("ways", ways)
+        self.shots = check_int("shots", shots)
+        self.queries = check_int("queries", queries)
         self.num_episodes = _seeds.check_num_episodes(num_episodes)
         self.seed = _seeds.check_seed(seed)
         if self.seed is None and self.num_episodes is not None:
@@ -133,11 +133,7 @@ class EpisodeSampler:
                 "arrays."
             )
         self.augment = augment
-        if transform is not None and not callable(transform):
-            raise TypeError(
-                f"`transform` must be a callable on a batch of images; received {transform!r}."
-            )
-        self.transform = transform
+        self.transform = check_callable("transform", transform, allow_none=True)
         self.drop_small_classes = bool(drop_small_classes)
 
     def _prepare_classes(self, labels):

@@ -307,10 +307,7 @@ def omniglot(
     >>> images.shape, labels.max() + 1, info["alphabet"][0]         # doctest: +SKIP
     ((19280, 28, 28, 1), 964, 'Alphabet_of_the_Magi')
     """
-    if split not in SPLITS + ("all",):
-        raise ValueError(
-            f"`split` must be 'background', 'evaluation' or 'all'; received split={split!r}."
-        )
+    check_choice("split", split, SPLITS + ("all",))
     check_choice("dtype", dtype, ("float32", "uint8"))
     size = _images.check_image_size(image_size) or (_OFFICIAL_SIZE, _OFFICIAL_SIZE)
     _images.check_resample(interpolation)

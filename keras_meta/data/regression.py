@@ -11,20 +11,7 @@ import tensorflow as tf
 
 from keras_meta.data import _seeds
 from keras_meta.data._config import attach_config
-
-
-def _check_range(name, value):
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"`{name}` must be a pair (low, high) of numbers; received {value!r}."
-        ) from None
-    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
-        raise ValueError(
-            f"`{name}` must be a finite pair (low, high) with low <= high; received {value!r}."
-        )
-    return low, high
+from keras_meta.validation import check_int, check_number, check_positive, check_range
 
 
 def _episode(support_x, support_y, query_x, query_y):
@@ -74,13 +61,13 @@ def sinusoid(
     >>> tuple(x["support_x"].shape), tuple(y.shape)
     ((4, 5, 1), (4, 10, 1))
     """
-    shots = _seeds.check_count("shots", shots)
-    queries = _seeds.check_count("queries", queries)
+    shots = check_int("shots", shots)
+    queries = check_int("queries", queries)
     seed = _seeds.check_seed(seed)
     num_episodes = _seeds.check_num_episodes(num_episodes)
-    a_low, a_high = _check_range("amplitude_range", amplitude_range)
-    p_low, p_high = _check_range("phase_range", phase_range)
-    x_low, x_high = _check_range("input_range", input_range)
+    a_low, a_high = check_range("amplitude_range", amplitude_range)
+    p_low, p_high = check_range("phase_range", phase_range)
+    x_low, x_high = check_range("input_range", input_range)
 
     def make_episode(key):
         params_key, x_key = tf.unstack(_seeds.split_key(key, 2))
@@ -152,17 +139,11 @@ def linear_regression(
     >>> tuple(pred.shape)
     (4, 1)
     """
-    dim = _seeds.check_count("dim", dim)
-    shots = _seeds.check_count("shots", shots)
-    queries = _seeds.check_count("queries", queries)
-    noise = float(noise)
-    weight_scale = float(weight_scale)
-    if not (math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"`noise` must be a finite number >= 0; received noise={noise}.")
-    if not (math.isfinite(weight_scale) and weight_scale > 0):
-        raise ValueError(
-            f"`weight_scale` must be a finite number > 0; received weight_scale={weight_scale}."
-        )
+    dim = check_int("dim", dim)
+    shots = check_int("shots", shots)
+    queries = check_int("queries", queries)
+    noise = check_number("noise", noise, minimum=0.0)
+    weight_scale = check_positive("weight_scale", weight_scale)
     seed = _seeds.check_seed(seed)
     num_episodes = _seeds.check_num_episodes(num_episodes)
 

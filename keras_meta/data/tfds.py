@@ -194,10 +194,7 @@ def from_tfds(
     """
     import tensorflow_datasets as tfds
 
-    if color_mode not in (None, "grayscale", "rgb"):
-        raise ValueError(
-            f"`color_mode` must be None, 'grayscale' or 'rgb'; received {color_mode!r}."
-        )
+    check_choice("color_mode", color_mode, (None, "grayscale", "rgb"))
     check_choice("dtype", dtype, ("float32", "uint8"))
     size = _images.check_image_size(image_size)
     dataset, info = tfds.load(

@@ -16,24 +16,10 @@ import math
 import keras
 import tensorflow as tf
 
-from keras_meta.episode import Episodes
+from keras_meta.learners._episodes import Episode, EpisodeBatch
 from keras_meta.learners.base import MetaLearner
 from keras_meta.learners.gradient import clone_with_weights
-
-
-def check_positive(name: str, value) -> float:
-    """Returns `value` as a float, or raises unless it is a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Expected `{name}` to be a number; received {value!r}.")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"Expected `{name}` to be a finite number > 0; received {value!r}.")
-    return float(value)
-
-
-def check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"Expected `{name}` to be a bool; received {value!r}.")
-    return value
+from keras_meta.validation import check_int
 
 
 def flatten_features(x: tf.Tensor) -> tf.Tensor:
@@ -75,12 +61,7 @@ class EmbeddingLearner(MetaLearner):
         **kwargs,
     ):
         super().__init__(embedding_model, bn_mode=bn_mode, **kwargs)
-        if ways is not None:
-            if isinstance(ways, bool) or not isinstance(ways, int):
-                raise TypeError(f"Expected `ways` to be None or an int >= 2; received {ways!r}.")
-            if ways < 2:
-                raise ValueError(f"Expected `ways` to be >= 2; received {ways!r}.")
-        self.ways = ways
+        self.ways = check_int("ways", ways, 2, allow_none=True)
 
     @property
     def embedding_model(self) -> keras.Model:
@@ -91,14 +72,6 @@ class EmbeddingLearner(MetaLearner):
         config = super().get_config()
         config["ways"] = self.ways
         return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        model = keras.saving.deserialize_keras_object(
-            config.pop("model"), custom_objects=custom_objects
-        )
-        return cls(model, **config)
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
         """Like `MetaLearner.compile`; `loss` defaults to sparse CE on logits."""
@@ -125,7 +98,7 @@ class EmbeddingLearner(MetaLearner):
         # number of classes; the base's range check uses this instead.
         return self.ways
 
-    def _unpack(self, x, y=None, batched=True) -> Episodes:
+    def _unpack(self, x, y=None, batched=True) -> EpisodeBatch | Episode:
         ep = super()._unpack(x, y, batched=batched)
         if not ep.is_classification:
             raise ValueError(
@@ -162,10 +135,11 @@ class EmbeddingLearner(MetaLearner):
     # ------------------------------------------------------------------
     def embed(self, x, state, training: bool):
         """Embeds `x` with the meta-learned weights: `(embeddings, state, reg)`."""
-        emb, state, reg = self.forward(self.meta_params(), state, x, self._layer_training(training))
+        training = self._layer_training(training)
+        emb, state, reg = self.forward(self.model_params(), state, x, training)
         return tf.cast(flatten_features(emb), self._pred_dtype()), state, reg
 
-    def embed_episode(self, episode: Episodes, state, training: bool):
+    def embed_episode(self, episode: Episode, state, training: bool):
         """Support and query embeddings: `(support, query, state, reg)`.
 
         In meta-training, and whenever BatchNorm uses its moving statistics,
@@ -186,20 +160,21 @@ class EmbeddingLearner(MetaLearner):
         # once and gives each batch's activity penalties equal weight.
         return support, query, state, (reg_s + reg_q) / 2
 
-    def _adapt(self, episode: Episodes, state, training: bool):
+    def _query_logits(self, episode: Episode, state, training: bool):
+        """`(query_logits, state, regularization_loss)` of the fitted head."""
         support, query, state, reg = self.embed_episode(episode, state, training)
         head = self.fit_head(support, episode.support_y, self.episode_ways(episode.support_y))
         return self.head_logits(query, head), state, reg
 
-    def adapt_episode(self, episode: Episodes, state, training: bool):
-        logits, state, _ = self._adapt(episode, state, training)
+    def adapt_and_predict(self, episode: Episode, state, training: bool):
+        logits, state, _ = self._query_logits(episode, state, training)
         return logits, state
 
-    def episode_loss(self, episode: Episodes, state):
+    def episode_loss(self, episode: Episode, state):
         # The outer loss is the only loss, so the embedding's regularisation
         # losses are added here (the inner loop of gradient learners adds
         # them to the support loss instead).
-        logits, state, reg = self._adapt(episode, state, training=True)
+        logits, state, reg = self._query_logits(episode, state, training=True)
         loss = self.outer_loss(episode.query_y, logits)
         return loss + tf.cast(reg, loss.dtype), logits, state
 
@@ -235,7 +210,7 @@ class EmbeddingLearner(MetaLearner):
 
         spec = self._episode_spec
         inputs = keras.Input(shape=tuple(spec["input_shape"]), dtype=spec["input_dtype"], name="x")
-        embedding = clone_with_weights(self.model, self.meta_params(), state)
+        embedding = clone_with_weights(self.model, self.model_params(), state)
         features = embedding(inputs)
         if len(features.shape) > 2:
             features = keras.layers.Flatten(name="flatten_embedding")(features)

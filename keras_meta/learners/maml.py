@@ -27,13 +27,9 @@ import inspect
 import keras
 import tensorflow as tf
 
-from keras_meta.learners.base import MetaLearner
-from keras_meta.learners.gradient import GradientLearner, _check_steps
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"Expected `{name}` to be a bool; received {value!r}.")
+from keras_meta.learners._per_step_bn import PerStepBatchNorm, PerStepBatchNormState
+from keras_meta.learners.gradient import GradientLearner
+from keras_meta.validation import check_bool, check_int
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -149,20 +145,12 @@ class MAML(GradientLearner):
             first_order=first_order,
             **kwargs,
         )
-        _check_bool("multi_step_loss", multi_step_loss)
-        _check_steps("multi_step_loss_epochs", multi_step_loss_epochs)
-        _check_bool("learn_inner_rates", learn_inner_rates)
-        _check_bool("per_step_bn", per_step_bn)
+        check_bool("multi_step_loss", multi_step_loss)
+        check_int("multi_step_loss_epochs", multi_step_loss_epochs)
+        check_bool("learn_inner_rates", learn_inner_rates)
+        check_bool("per_step_bn", per_step_bn)
+        first_order_epochs = check_int("first_order_epochs", first_order_epochs, 0, allow_none=True)
         if first_order_epochs is not None:
-            if isinstance(first_order_epochs, bool) or not isinstance(first_order_epochs, int):
-                raise TypeError(
-                    "Expected `first_order_epochs` to be an int >= 0 or None; "
-                    f"received {first_order_epochs!r}."
-                )
-            if first_order_epochs < 0:
-                raise ValueError(
-                    f"Expected `first_order_epochs` to be >= 0; received {first_order_epochs!r}."
-                )
             if first_order:
                 raise ValueError(
                     "`first_order_epochs` anneals from first- to second-order "
@@ -184,11 +172,9 @@ class MAML(GradientLearner):
                 name="meta_epoch",
             )
         # Filled by build_meta_weights: one entry per model weight (None
-        # where there is none) and, for per-step BatchNorm, the indices of
-        # the BatchNorm weights/statistics in the model's variable lists.
+        # where there is none) and the per-step BatchNorm copies.
         self._rates = []
-        self._bn_param_index, self._bn_params = [], []
-        self._bn_state_index, self._bn_states = [], []
+        self._per_step_bn: PerStepBatchNorm | None = None
         self._maybe_build_meta_weights()
 
     def get_config(self):
@@ -222,7 +208,7 @@ class MAML(GradientLearner):
     def build_meta_weights(self):
         steps = self.inner_steps
         if self.per_step_bn:
-            self._build_per_step_bn(steps)
+            self._per_step_bn = PerStepBatchNorm(self, self.model, steps)
         if self.learn_inner_rates:
             rates = []
             for variable, adapted in zip(self.model.trainable_variables, self.adapted_mask()):
@@ -238,43 +224,6 @@ class MAML(GradientLearner):
                 )
             self._rates = rates
 
-    def _build_per_step_bn(self, steps):
-        model = self.model
-        param_index = {id(v): i for i, v in enumerate(model.trainable_variables)}
-        state_index = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
-        layers = [
-            layer
-            for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, keras.layers.BatchNormalization)
-        ]
-        if not layers:
-            raise ValueError(
-                "`per_step_bn=True` needs a model with BatchNormalization "
-                f"layers; {model.name!r} has none."
-            )
-
-        def per_step_copy(variable, trainable):
-            value = tf.convert_to_tensor(variable)
-            return self.add_weight(
-                shape=(steps,) + tuple(variable.shape),
-                initializer=lambda shape, dtype: tf.broadcast_to(tf.cast(value, dtype), shape),
-                dtype=variable.dtype,
-                trainable=trainable,
-                name=variable.path.replace("/", "_") + "_per_step",
-            )
-
-        for layer in layers:
-            for attr in ("gamma", "beta"):
-                variable = getattr(layer, attr, None)
-                if variable is not None and id(variable) in param_index:
-                    self._bn_param_index.append(param_index[id(variable)])
-                    self._bn_params.append(per_step_copy(variable, True))
-            for attr in ("moving_mean", "moving_variance"):
-                variable = getattr(layer, attr, None)
-                if variable is not None and id(variable) in state_index:
-                    self._bn_state_index.append(state_index[id(variable)])
-                    self._bn_states.append(per_step_copy(variable, False))
-
     @property
     def inner_rates(self) -> list:
         """The learned per-step rates (`learn_inner_rates`), model order."""
@@ -286,7 +235,7 @@ class MAML(GradientLearner):
     def adapted_mask(self) -> list[bool]:
         mask = super().adapted_mask()
         # Per-step BatchNorm weights are meta-learned only, as in the paper.
-        for i in self._bn_param_index:
+        for i in self._per_step_bn.weight_indices() if self._per_step_bn else ():
             mask[i] = False
         if not any(mask):
             raise ValueError(
@@ -301,51 +250,23 @@ class MAML(GradientLearner):
         rate = self._rates[index][min(step, self.inner_steps - 1)]
         return param - tf.cast(rate, param.dtype) * grad
 
-    def _split_state(self, state):
-        n = len(self.model.non_trainable_variables)
-        return list(state[:n]), list(state[n:])
-
     def state_variables(self):
-        return super().state_variables() + list(self._bn_states)
+        if self._per_step_bn is None or not self._per_step_bn.statistics:
+            return super().state_variables()
+        return self._per_step_bn.state_variables(super().state_variables())
 
     def step_forward(self, params, state, x, training, step):
-        if not self._bn_params and not self._bn_states:
+        if self._per_step_bn is None:
             return super().step_forward(params, state, x, training, step)
-        k = min(step, self.inner_steps - 1)
-        params = list(params)
-        model_state, per_step = self._split_state(state)
-        for i, variable in zip(self._bn_param_index, self._bn_params):
-            params[i] = tf.cast(variable[k], params[i].dtype)
-        for i, values in zip(self._bn_state_index, per_step):
-            model_state[i] = values[k]
-        pred, new_state, reg = MetaLearner.forward(self, params, model_state, x, training)
-        # The pass's statistics go to copy k; the model's own stay as they were.
-        for j, (i, values) in enumerate(zip(self._bn_state_index, per_step)):
-            per_step[j] = tf.concat(
-                [values[:k], tf.cast(new_state[i], values.dtype)[None], values[k + 1 :]],
-                axis=0,
-            )
-            new_state[i] = state[i]
-        return pred, new_state + per_step, reg
-
-    def forward(self, params, state, x, training):
-        # Called with the learner's state (model + per-step statistics) by the
-        # export's `serve`: use the BatchNorm of the last training step.
-        if self._bn_states and len(state) > len(self.model.non_trainable_variables):
-            return self.step_forward(params, state, x, training, self.inner_steps - 1)
-        return super().forward(params, state, x, training)
+        return self._per_step_bn.forward(self.forward, params, state, x, training, step)
 
     def model_weights(self, params, state, step):
-        if not self._bn_params and not self._bn_states:
+        if self._per_step_bn is None:
             return super().model_weights(params, state, step)
-        k = min(step, self.inner_steps - 1)
-        params = list(params)
-        model_state, per_step = self._split_state(state)
-        for i, variable in zip(self._bn_param_index, self._bn_params):
-            params[i] = tf.convert_to_tensor(variable)[k]
-        for i, values in zip(self._bn_state_index, per_step):
-            model_state[i] = values[k]
-        return params, model_state
+        params = self._per_step_bn.params_at(params, step)
+        if isinstance(state, PerStepBatchNormState):
+            state = self._per_step_bn.model_state_at(state, step)
+        return params, state
 
     # ------------------------------------------------------------------
     # Meta-objective.
@@ -393,7 +314,7 @@ class MAML(GradientLearner):
                 pred, _, _ = self.step_forward(params, state, episode.query_x, True, step)
                 step_losses.append(self.outer_loss(episode.query_y, pred))
 
-        params, state, _ = self.adapt_params(
+        params, state, _ = self.run_inner_loop(
             episode,
             state,
             training=True,

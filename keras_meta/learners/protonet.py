@@ -6,7 +6,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_meta.learners.embedding import EmbeddingLearner, check_bool, check_positive
+from keras_meta.learners.embedding import EmbeddingLearner
+from keras_meta.validation import check_bool, check_choice, check_positive
 
 DISTANCES = ("euclidean", "cosine")
 _DEFAULT_SCALE = {"euclidean": 1.0, "cosine": 10.0}
@@ -79,6 +80,7 @@ def prototype_logits(embeddings, protos, distance: str = "euclidean", scale=1.0)
     >>> np.asarray(prototype_logits(e, p)).tolist()
     [[-0.0, -5.0]]
     """
+    check_choice("distance", distance, DISTANCES)
     embeddings = ops.convert_to_tensor(embeddings)
     protos = ops.cast(protos, embeddings.dtype)
     scale = ops.cast(scale, embeddings.dtype)
@@ -87,11 +89,9 @@ def prototype_logits(embeddings, protos, distance: str = "euclidean", scale=1.0)
         # small distances, and Q·ways·D is small for few-shot episodes.
         diff = ops.expand_dims(embeddings, 1) - ops.expand_dims(protos, 0)
         return -scale * ops.sum(ops.square(diff), axis=-1)
-    if distance == "cosine":
-        e = _l2_normalize(embeddings)
-        p = _l2_normalize(protos)
-        return scale * ops.matmul(e, ops.transpose(p))
-    raise ValueError(f"Expected `distance` in {DISTANCES}; received {distance!r}.")
+    e = _l2_normalize(embeddings)  # cosine
+    p = _l2_normalize(protos)
+    return scale * ops.matmul(e, ops.transpose(p))
 
 
 def _l2_normalize(x, epsilon=1e-12):
@@ -123,8 +123,7 @@ class PrototypeClassifier(keras.layers.Layer):
 
     def __init__(self, num_classes: int, distance: str = "euclidean", scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
-        if distance not in DISTANCES:
-            raise ValueError(f"Expected `distance` in {DISTANCES}; received {distance!r}.")
+        check_choice("distance", distance, DISTANCES)
         self.num_classes = int(num_classes)
         self.distance = distance
         self.scale = float(scale)
@@ -206,11 +205,7 @@ class ProtoNet(EmbeddingLearner):
         **kwargs,
     ):
         super().__init__(embedding_model, ways=ways, bn_mode=bn_mode, **kwargs)
-        if distance not in DISTANCES:
-            raise ValueError(
-                f"Expected `distance` to be one of {DISTANCES}; received {distance!r}."
-            )
-        self.distance = distance
+        self.distance = check_choice("distance", distance, DISTANCES)
         self._scale_given = scale
         self.initial_scale = (
             _DEFAULT_SCALE[distance] if scale is None else check_positive("scale", scale)

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import random
 
 import keras
 import tensorflow as tf
-from keras.src.losses import loss as loss_module
 
+from keras_meta import _keras_compat
 from keras_meta.inner_loop import inner_loop
-from keras_meta.learners.gradient import GradientLearner, _check_steps
+from keras_meta.inner_optimizers import adam, sgd
+from keras_meta.learners.gradient import InnerLoopLearner
+from keras_meta.validation import check_choice, check_int, check_number, check_positive
 
 INNER_OPTIMIZERS = ("sgd", "adam")
-
-
-def _check_unit_interval(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Expected `{name}` to be a number; received {value!r}.")
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"Expected `{name}` to be in [0, 1); received {value!r}.")
 
 
 def _mix32(h):
@@ -46,7 +40,7 @@ def _random_keys(shape, seed):
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
-class Reptile(GradientLearner):
+class Reptile(InnerLoopLearner):
     """Reptile: move the initialisation toward the task-adapted weights.
 
     For each episode the inner loop takes `inner_steps` steps of SGD (or
@@ -73,9 +67,10 @@ class Reptile(GradientLearner):
             with the learner (so resumed training draws the same batches), in
             evaluation by `seed` alone (so `predict`, `adapt` and the exported
             model give the same result for the same episode).
-        inner_optimizer: `"sgd"` or `"adam"`. Adam runs functionally on the
-            fast weights with fresh moments for every episode (the reference
-            implementation keeps its Adam moments across tasks).
+        inner_optimizer: `"sgd"` or `"adam"` (`keras_meta.inner_optimizers`).
+            Adam runs functionally on the fast weights with fresh moments for
+            every episode (the reference implementation keeps its Adam
+            moments across tasks).
         eval_inner_steps: inner steps in `evaluate`/`predict`/`adapt`
             (default: `inner_steps`; the paper uses more at test time).
         adam_beta_1: Adam's first-moment decay (the paper uses 0).
@@ -125,27 +120,14 @@ class Reptile(GradientLearner):
             eval_inner_steps=eval_inner_steps,
             **kwargs,
         )
-        if inner_batch_size is not None:
-            _check_steps("inner_batch_size", inner_batch_size)
-        if inner_optimizer not in INNER_OPTIMIZERS:
-            raise ValueError(
-                f"Expected `inner_optimizer` to be one of {INNER_OPTIMIZERS}; "
-                f"received {inner_optimizer!r}."
-            )
-        _check_unit_interval("adam_beta_1", adam_beta_1)
-        _check_unit_interval("adam_beta_2", adam_beta_2)
-        if (
-            isinstance(adam_epsilon, bool)
-            or not isinstance(adam_epsilon, (int, float))
-            or not adam_epsilon > 0
-        ):
-            raise ValueError(
-                f"Expected `adam_epsilon` to be a number > 0; received {adam_epsilon!r}."
-            )
+        check_int("inner_batch_size", inner_batch_size, allow_none=True)
+        check_choice("inner_optimizer", inner_optimizer, INNER_OPTIMIZERS)
+        for name, beta in (("adam_beta_1", adam_beta_1), ("adam_beta_2", adam_beta_2)):
+            check_number(name, beta, minimum=0.0, exclusive_maximum=1.0)
+        check_positive("adam_epsilon", adam_epsilon)
         if seed is None:
             seed = random.randint(0, 2**31 - 1)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"Expected `seed` to be an int or None; received {seed!r}.")
+        seed = check_int("seed", seed, None)
         self.inner_batch_size = inner_batch_size
         self.inner_optimizer = inner_optimizer
         self.adam_beta_1 = float(adam_beta_1)
@@ -167,7 +149,6 @@ class Reptile(GradientLearner):
 
     def get_config(self):
         config = super().get_config()
-        del config["first_order"], config["adapt_layers"]
         config.update(
             {
                 "inner_batch_size": self.inner_batch_size,
@@ -183,23 +164,13 @@ class Reptile(GradientLearner):
     # ------------------------------------------------------------------
     # Inner loop.
     # ------------------------------------------------------------------
-    def _adam_update(self):
-        """Adam on the fast weights (Keras's formulation), fresh per episode."""
-        beta_1, beta_2 = self.adam_beta_1, self.adam_beta_2
-        moments = {}
-
-        def update(step, index, param, grad):
-            m, v = moments.get(index, (tf.zeros_like(param), tf.zeros_like(param)))
-            m = m + (grad - m) * (1.0 - beta_1)
-            v = v + (tf.square(grad) - v) * (1.0 - beta_2)
-            moments[index] = (m, v)
-            t = step + 1
-            alpha = self.inner_learning_rate * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
-            return param - tf.constant(alpha, param.dtype) * m / (
-                tf.sqrt(v) + tf.constant(self.adam_epsilon, param.dtype)
+    def inner_update_rule(self):
+        """The inner optimizer as an `UpdateRule` (`keras_meta.inner_optimizers`)."""
+        if self.inner_optimizer == "adam":
+            return adam(
+                self.inner_learning_rate, self.adam_beta_1, self.adam_beta_2, self.adam_epsilon
             )
-
-        return update
+        return sgd(self.inner_learning_rate)
 
     def _mini_batches(self, num_examples, steps: int, training: bool):
         """Support indices of every inner step, `[steps, inner_batch_size]`."""
@@ -224,28 +195,18 @@ class Reptile(GradientLearner):
         order = tf.reshape(tf.argsort(tf.cast(keys, "float64"), axis=-1), [-1])[:total]
         return tf.reshape(order, [steps, size])
 
-    def adapt_params(self, episode, state, training, steps=None, first_order=None, on_step=None):
+    def run_inner_loop(self, episode, state, training, steps=None, on_step=None):
         steps = self.inner_steps_for(training, steps)
-        layer_training = self._layer_training(training)
         batches = None
         if self.inner_batch_size is not None:
             batches = self._mini_batches(tf.shape(episode.support_x)[0], steps, training)
-
-        def loss_fn(params, state, step):
-            x, y = episode.support_x, episode.support_y
-            if batches is not None:
-                x, y = tf.gather(x, batches[step]), tf.gather(y, batches[step])
-            pred, state, reg = self.step_forward(params, state, x, layer_training, step)
-            return self.inner_loss(y, pred) + reg, state
-
-        update = self._adam_update() if self.inner_optimizer == "adam" else (self.inner_update)
         # Reptile never differentiates through the inner loop.
         return inner_loop(
-            loss_fn,
-            self.meta_params(),
+            self.support_loss_fn(episode, training, batches),
+            self.model_params(),
             state,
             steps=steps,
-            update_fn=update,
+            update_fn=self.inner_update_rule(),
             first_order=True,
             on_step=on_step,
         )
@@ -255,8 +216,8 @@ class Reptile(GradientLearner):
     # ------------------------------------------------------------------
     def episode_gradients(self, episode, state, weight, **options):
         """Returns `weight · (θ − φ)` as the episode's "gradient"."""
-        theta = self.meta_params()
-        phi, state, _ = self.adapt_params(episode, state, training=True)
+        theta = self.model_params()
+        phi, state, _ = self.run_inner_loop(episode, state, training=True)
         # Only reported: the query set plays no part in Reptile's update, and
         # the statistics of this pass are not kept.
         pred, _, _ = self.forward(phi, state, episode.query_x, True)
@@ -265,7 +226,7 @@ class Reptile(GradientLearner):
         # the replicas' gradients) and by a loss-scaling optimizer's factor
         # (which it divides out again).
         scale = self.optimizer.scale_loss(
-            loss_module.scale_loss_for_distribution(tf.cast(weight, loss.dtype))
+            _keras_compat.scale_loss_for_distribution(tf.cast(weight, loss.dtype))
         )
         direction = {
             id(v): (t - p) * tf.cast(scale, t.dtype)

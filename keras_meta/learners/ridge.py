@@ -13,7 +13,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_meta.learners.embedding import EmbeddingLearner, check_bool, check_positive
+from keras_meta.learners.embedding import EmbeddingLearner
+from keras_meta.validation import check_bool, check_choice, check_number, check_positive
 
 SOLVERS = ("auto", "primal", "woodbury")
 
@@ -51,8 +52,7 @@ def ridge_weights(x, y, l2_regularizer, solver: str = "auto"):
     >>> bool(np.allclose(w, ref, atol=1e-4))
     True
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"Expected `solver` in {SOLVERS}; received {solver!r}.")
+    check_choice("solver", solver, SOLVERS)
     x = tf.convert_to_tensor(x)
     y = tf.cast(y, x.dtype)
     lam = tf.cast(l2_regularizer, x.dtype)
@@ -148,14 +148,10 @@ class R2D2(EmbeddingLearner):
         self.initial_l2_regularizer = check_positive("l2_regularizer", l2_regularizer)
         self.learn_l2_regularizer = check_bool("learn_l2_regularizer", learn_l2_regularizer)
         self.initial_scale = check_positive("scale", scale)
-        if isinstance(bias, bool) or not isinstance(bias, (int, float)):
-            raise TypeError(f"Expected `bias` to be a number; received {bias!r}.")
-        self.initial_bias = float(bias)
+        self.initial_bias = check_number("bias", bias)
         self.learn_scale = check_bool("learn_scale", learn_scale)
         self.fit_intercept = check_bool("fit_intercept", fit_intercept)
-        if solver not in SOLVERS:
-            raise ValueError(f"Expected `solver` to be one of {SOLVERS}; received {solver!r}.")
-        self.solver = solver
+        self.solver = check_choice("solver", solver, SOLVERS)
         self._log_l2 = self._scale = self._bias = None
         if learn_l2_regularizer:
             self._log_l2 = self.add_weight(

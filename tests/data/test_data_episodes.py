@@ -324,7 +324,7 @@ def test_error_non_integer_count_and_seed():
     x, y = labelled()
     with pytest.raises(TypeError, match=r"`shots` must be an integer.*2.5"):
         km.data.episodes(x, y, ways=2, shots=2.5, queries=1)
-    with pytest.raises(TypeError, match=r"`seed` must be an integer or None.*'a'"):
+    with pytest.raises(TypeError, match=r"`seed` must be an integer.*'a'"):
         km.data.episodes(x, y, ways=2, shots=1, queries=1, seed="a")
 
 

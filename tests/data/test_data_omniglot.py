@@ -184,7 +184,7 @@ def test_error_corrupt_image_is_named(fixture_dirs):
 
 def test_error_wrong_split_arguments(fixture_dirs):
     folders, zips, _ = fixture_dirs
-    with pytest.raises(ValueError, match=r"`split` must be 'background'.*'train'"):
+    with pytest.raises(ValueError, match=r"`split` must be one of \['background'.*'train'"):
         km.data.omniglot(zips, split="train")
     with pytest.raises(ValueError, match=r"holds the 'evaluation' split.*'background'"):
         km.data.omniglot(zips / "images_evaluation.zip", split="background")

@@ -108,7 +108,7 @@ def test_from_tfds_errors():
     with tfds.testing.mock_data(num_examples=4):
         with pytest.raises(ValueError, match=r"no feature 'img'.*features are \[.*'image'"):
             km.data.from_tfds("cifar100", image_key="img")
-        with pytest.raises(ValueError, match=r"`color_mode` must be None"):
+        with pytest.raises(ValueError, match=r"`color_mode` must be one of \[None"):
             km.data.from_tfds("cifar100", color_mode="cmyk")
     with pytest.raises(ValueError, match=r"`split` must be one of.*'val'"):
         km.data.cifar_fs("val")

@@ -98,7 +98,7 @@ def test_anil_learns_round_trips_and_exports(tmp_path):
         ([3], {}, ValueError, "`head` to be a layer name"),
         ("nope", {}, ValueError, "names layers \\['nope'\\]"),
         ("head", {"adapt_layers": ["body"]}, TypeError, "as `head`, not `adapt_layers`"),
-        ("head", {"inner_steps": 0}, ValueError, "`inner_steps` to be >= 1"),
+        ("head", {"inner_steps": 0}, ValueError, "`inner_steps` must be an integer >= 1"),
     ],
 )
 def test_argument_validation(head, kwargs, error, match):

@@ -508,12 +508,12 @@ def test_maml_plus_plus_learns_round_trips_and_exports(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"multi_step_loss": 1}, TypeError, "`multi_step_loss` to be a bool"),
-        ({"multi_step_loss_epochs": 0}, ValueError, "`multi_step_loss_epochs` to be >= 1"),
-        ({"learn_inner_rates": "yes"}, TypeError, "`learn_inner_rates` to be a bool"),
-        ({"per_step_bn": None}, TypeError, "`per_step_bn` to be a bool"),
-        ({"first_order_epochs": -1}, ValueError, "`first_order_epochs` to be >= 0"),
-        ({"first_order_epochs": 2.0}, TypeError, "`first_order_epochs` to be an int"),
+        ({"multi_step_loss": 1}, TypeError, "`multi_step_loss` must be a bool"),
+        ({"multi_step_loss_epochs": 0}, ValueError, "`multi_step_loss_epochs` must be .* >= 1"),
+        ({"learn_inner_rates": "yes"}, TypeError, "`learn_inner_rates` must be a bool"),
+        ({"per_step_bn": None}, TypeError, "`per_step_bn` must be a bool"),
+        ({"first_order_epochs": -1}, ValueError, "`first_order_epochs` must be an integer >= 0"),
+        ({"first_order_epochs": 2.0}, TypeError, "`first_order_epochs` must be an integer"),
         (
             {"first_order_epochs": 2, "first_order": True},
             ValueError,

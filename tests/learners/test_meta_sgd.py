@@ -145,9 +145,9 @@ def test_saved_model_exports(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"inner_learning_rate": 0.0}, ValueError, "`inner_learning_rate` to be > 0"),
-        ({"inner_steps": 0}, ValueError, "`inner_steps` to be >= 1"),
-        ({"first_order": 1}, TypeError, "`first_order` to be a bool"),
+        ({"inner_learning_rate": 0.0}, ValueError, "`inner_learning_rate` must be .* > 0"),
+        ({"inner_steps": 0}, ValueError, "`inner_steps` must be an integer >= 1"),
+        ({"first_order": 1}, TypeError, "`first_order` must be a bool"),
         ({"adapt_layers": ["nope"]}, ValueError, "names layers \\['nope'\\]"),
     ],
 )

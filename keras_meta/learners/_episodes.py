@@ -1,7 +1,10 @@
-"""Unpacking and validating batches of episodes.
+"""Unpacking and validation of what the learners receive: episodes.
 
-A batch of episodes is the `(x, y)` pair that `keras.Model.fit` hands to
-`train_step` (see `API.md`):
+(Sampling episodes from a dataset is the job of `keras_meta.data.episodes`.)
+An `Episode` is one task: a support set to adapt on and a query set to
+predict; an `EpisodeBatch` holds B of them along a leading axis. A batch is
+the `(x, y)` pair that `keras.Model.fit` hands to `train_step` (see
+docs/api.md):
 
 ```python
 x = {"support_x": [B, S, *input_shape],
@@ -23,18 +26,7 @@ import tensorflow as tf
 EPISODE_KEYS = ("support_x", "support_y", "query_x")
 
 
-class Episodes(NamedTuple):
-    """A validated batch of episodes (leading axis B) or a single episode.
-
-    Example:
-
-    >>> import numpy as np
-    >>> ep = Episodes(np.zeros((2, 5, 3)), np.zeros((2, 5), "int32"),
-    ...               np.zeros((2, 4, 3)), None)
-    >>> ep.episode(1).support_x.shape
-    (5, 3)
-    """
-
+class _EpisodeTensors(NamedTuple):
     support_x: tf.Tensor
     support_y: tf.Tensor
     query_x: tf.Tensor
@@ -42,11 +34,44 @@ class Episodes(NamedTuple):
 
     @property
     def is_classification(self) -> bool:
-        return self.support_y.dtype.is_integer
+        """Whether the labels are integer class ids (else regression targets)."""
+        return tf.as_dtype(self.support_y.dtype).is_integer
 
-    def episode(self, i) -> Episodes:
-        """The `i`-th episode of the batch (no leading B)."""
-        return Episodes(
+
+class Episode(_EpisodeTensors):
+    """One validated episode: tensors without a leading episode axis.
+
+    Fields: `support_x`, `support_y`, `query_x`, `query_y` (`None` in
+    prediction).
+
+    Example:
+
+    >>> import numpy as np
+    >>> ep = Episode(np.zeros((5, 3)), np.zeros(5, "int32"), np.zeros((4, 3)), None)
+    >>> ep.support_x.shape, ep.is_classification
+    ((5, 3), True)
+    """
+
+    __slots__ = ()
+
+
+class EpisodeBatch(_EpisodeTensors):
+    """A validated batch of episodes: the fields of `Episode` with a leading axis B.
+
+    Example:
+
+    >>> import numpy as np
+    >>> batch = EpisodeBatch(np.zeros((2, 5, 3)), np.zeros((2, 5), "int32"),
+    ...                      np.zeros((2, 4, 3)), None)
+    >>> batch.episode(1).support_x.shape
+    (5, 3)
+    """
+
+    __slots__ = ()
+
+    def episode(self, i) -> Episode:
+        """The `i`-th episode of the batch."""
+        return Episode(
             self.support_x[i],
             self.support_y[i],
             self.query_x[i],
@@ -62,8 +87,10 @@ def _dims_agree(a, b) -> bool:
     return a is None or b is None or a == b
 
 
-def unpack_episodes(x, y=None, *, num_outputs: int | None = None, batched: bool = True) -> Episodes:
-    """Checks an episode batch and returns it as an `Episodes` tuple.
+def unpack_episodes(
+    x, y=None, *, num_outputs: int | None = None, batched: bool = True
+) -> EpisodeBatch | Episode:
+    """Checks a batch of episodes (or one episode) and returns it as a tuple.
 
     Static shapes are checked at trace time (a `ValueError` that names the
     key, the expected and the received shape); what is only known at run time
@@ -74,7 +101,8 @@ def unpack_episodes(x, y=None, *, num_outputs: int | None = None, batched: bool 
         y: the query targets, or `None` (prediction).
         num_outputs: size of the wrapped model's last output axis; integer
             labels must lie in `[0, num_outputs)`.
-        batched: whether the tensors carry a leading episode axis B.
+        batched: whether the tensors carry a leading episode axis B: an
+            `EpisodeBatch` is returned, else an `Episode`.
 
     Example:
 
@@ -206,7 +234,7 @@ def unpack_episodes(x, y=None, *, num_outputs: int | None = None, batched: bool 
         ]
         with tf.control_dependencies(checks):
             support_x = tf.identity(support_x)
-    return Episodes(support_x, support_y, query_x, query_y)
+    return (EpisodeBatch if batched else Episode)(support_x, support_y, query_x, query_y)
 
 
 def check_label_range(labels, num_outputs: int, name: str):
