@@ -12,7 +12,10 @@ imports `keras.src` or reads a private Keras attribute.
   `_compile_metrics`, `_flatten_layers` and the fit-time build hook
   `_maybe_symbolic_build` / `_symbolic_build`;
 - the function `_compute_moments` of Keras's TensorFlow backend, which
-  `keras_meta._moments` swaps for exact batch moments (see `MomentsPatch`).
+  `keras_meta._moments` swaps for exact batch moments (see `MomentsPatch`);
+- `reduce_per_replica` of Keras's TensorFlow trainer, wrapped under a
+  multi-worker strategy so that scalar logs can be reduced across workers
+  (`patch_multi_worker_scalar_logs`, used by `keras_meta.distribute`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "compiled_metrics",
     "loss_tracker",
     "nested_layers",
+    "patch_multi_worker_scalar_logs",
     "scale_loss_for_distribution",
     "unscale_loss_for_distribution",
 ]
@@ -167,3 +171,43 @@ except ImportError:  # pragma: no cover - reported at first use by MomentsPatch
 batch_moments_patch = MomentsPatch(
     _tf_nn, "_compute_moments", where="keras.src.backend.tensorflow.nn"
 )
+
+
+def patch_multi_worker_scalar_logs():
+    """Lets Keras 3's `fit`/`evaluate` reduce scalar logs across workers.
+
+    Keras reduces the logs of a step (loss, metrics: scalars) under a
+    multi-worker strategy with `strategy.reduce("MEAN", v, axis=0)`, which
+    fails on a scalar ("Invalid reduction dimension 0 for input with 0
+    dimensions"; tensorflow/tensorflow#72388). Giving each scalar a leading
+    dimension of one first gives the mean over the workers, as intended.
+    """
+    from keras.src.backend.tensorflow import trainer
+    from tensorflow.python.distribute import values as values_lib
+
+    for name in ("reduce_per_replica", "_collective_all_reduce_multi_worker"):
+        if not hasattr(trainer, name):
+            raise RuntimeError(
+                f"Keras {keras.__version__} has no `keras.src.backend.tensorflow.trainer."
+                f"{name}`, which keras_meta patches so that `fit` works under "
+                "MultiWorkerMirroredStrategy (tensorflow/tensorflow#72388); "
+                "keras_meta/_keras_compat.py must be updated for this Keras release."
+            )
+    original = trainer.reduce_per_replica
+    if getattr(original, "_keras_meta_scalars", False):
+        return
+
+    def as_vector(value):
+        if isinstance(value, values_lib.PerReplica):
+            return values_lib.PerReplica(tuple(as_vector(v) for v in value.values))
+        if isinstance(value, tf.Tensor) and value.shape.rank == 0:
+            return tf.reshape(value, [1])
+        return value
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            values = tf.nest.map_structure(as_vector, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._keras_meta_scalars = True
+    trainer.reduce_per_replica = reduce_per_replica

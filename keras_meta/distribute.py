@@ -45,7 +45,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from keras_meta import validation
+from keras_meta import _keras_compat, validation
 
 STRATEGIES = ("none", "mirrored", "multi-worker")
 
@@ -135,7 +135,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     _check_tf_config(os.environ.get("TF_CONFIG"))
-    _patch_keras_scalar_reduction()
+    _keras_compat.patch_multi_worker_scalar_logs()
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as e:
@@ -144,38 +144,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             "other TensorFlow op of the process (make it first thing, and only once). "
             f"TensorFlow said: {e}"
         ) from e
-
-
-def _patch_keras_scalar_reduction():
-    """Lets Keras 3's `fit`/`evaluate` reduce scalar logs across workers.
-
-    Keras reduces the logs of a step (loss, metrics: scalars) under a
-    multi-worker strategy with `strategy.reduce("MEAN", v, axis=0)`, which
-    fails on a scalar ("Invalid reduction dimension 0 for input with 0
-    dimensions"; tensorflow/tensorflow#72388). Giving each scalar a leading
-    dimension of one first gives the mean over the workers, as intended.
-    """
-    from keras.src.backend.tensorflow import trainer
-    from tensorflow.python.distribute import values as values_lib
-
-    original = trainer.reduce_per_replica
-    if getattr(original, "_keras_meta_scalars", False):
-        return
-
-    def as_vector(value):
-        if isinstance(value, values_lib.PerReplica):
-            return values_lib.PerReplica(tuple(as_vector(v) for v in value.values))
-        if isinstance(value, tf.Tensor) and value.shape.rank == 0:
-            return tf.reshape(value, [1])
-        return value
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
-            values = tf.nest.map_structure(as_vector, values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica._keras_meta_scalars = True
-    trainer.reduce_per_replica = reduce_per_replica
 
 
 def worker_index(strategy: tf.distribute.Strategy) -> int:
