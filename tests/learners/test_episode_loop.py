@@ -105,6 +105,8 @@ def test_xla_unrolls_a_small_static_meta_batch(learner_fn):
     assert [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
 
 
+# Slow (CI's slow step): minutes of XLA compilation on 2 cores.
+@pytest.mark.slow
 def test_xla_with_a_large_or_unknown_meta_batch_warns_once(caplog):
     learner = km.MAML(conv_bn(), inner_learning_rate=0.3)
     learner.compile(optimizer="sgd", loss=ce(), jit_compile=True)

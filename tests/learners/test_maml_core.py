@@ -316,6 +316,8 @@ def test_mirrored_strategy_gives_the_same_meta_gradient():
     assert max(np.abs(p).max() for p in plain) > 1e-3
 
 
+# Slow (CI's slow step): minutes of XLA compilation on 2 cores.
+@pytest.mark.slow
 def test_jit_compile_gives_the_same_results():
     x, y = gaussian_tasks(16)
     out = []

@@ -461,6 +461,8 @@ def test_cosine_decay_meta_learning_rate_works_and_round_trips(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+# Slow (CI's slow step): meta-trains, saves, reloads and exports a MAML++ learner.
+@pytest.mark.slow
 def test_maml_plus_plus_learns_round_trips_and_exports(tmp_path):
     model = relu_mlp(8, 32, 5, batchnorm=True)
     learner = km.MAML(
@@ -532,6 +534,8 @@ def test_step_loss_weights_need_the_option():
         km.MAML(mlp(), 0.1, 2).step_loss_weights()
 
 
+# Slow (CI's slow step): minutes of XLA compilation on 2 cores.
+@pytest.mark.slow
 def test_all_options_under_jit_compile_match_the_default():
     x, y = cluster_tasks(4, seed=3, shots=2)
 

@@ -258,6 +258,8 @@ def _assert_same(a, b):
     np.testing.assert_allclose(a[1], b[1], rtol=1e-4, atol=1e-4)
 
 
+# Slow (CI's slow step): minutes of XLA compilation on 2 cores.
+@pytest.mark.slow
 def test_jit_compile_matches_the_default():
     # The mini-batch shuffles come from integer hashing, which XLA computes
     # like TensorFlow.

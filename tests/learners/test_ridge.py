@@ -163,6 +163,8 @@ def test_learns_few_shot_clusters(shots):
     assert_learns_noisy_clusters(km.R2D2, shots)
 
 
+# Slow (CI's slow step): minutes of XLA compilation on 2 cores.
+@pytest.mark.slow
 def test_xla_with_static_ways_matches_graph_mode():
     x, y = noisy_cluster_tasks(16, shots=5, seed=3)
 
