@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import keras
 import tensorflow as tf
 
+from keras_meta.adapted import adapted_model, resolve_batch_norm
 from keras_meta.episode import Episodes
 from keras_meta.inner_loop import inner_loop
 from keras_meta.learners.base import MetaLearner
@@ -216,14 +217,19 @@ class GradientLearner(MetaLearner):
     # ------------------------------------------------------------------
     # Model generator.
     # ------------------------------------------------------------------
-    def adapt(self, support_x, support_y, steps: int | None = None) -> keras.Model:
+    def adapt(
+        self, support_x, support_y, steps: int | None = None, batch_norm: str | None = None
+    ) -> keras.Model:
         """Adapts to one task and returns a standalone `keras.Model`.
 
         The returned model has the wrapped model's architecture and the
-        adapted weights; the learner is unchanged. Its BatchNorm layers keep
-        the learner's moving statistics (Keras inference semantics), so with
-        `bn_mode="transductive"` its predictions can differ from
-        `learner.predict`, which normalises with the query batch.
+        adapted weights; the learner is unchanged. `batch_norm` says how its
+        BatchNorm layers normalise (see `keras_meta.adapted` and the table in
+        docs/guide.md): `"support"` (the default with
+        `bn_mode="transductive"`: the support set's statistics at the
+        adapted weights), `"transductive"` (each call's own batch) or
+        `"running"` (the moving statistics; the default with
+        `bn_mode="running"`).
 
         Example:
 
@@ -231,6 +237,7 @@ class GradientLearner(MetaLearner):
         >>> adapted.predict(new_x)                           # doctest: +SKIP
         >>> adapted.export("adapted_model")                  # doctest: +SKIP
         """
+        batch_norm = resolve_batch_norm(self, batch_norm)
         steps = self.inner_steps_for(False, steps)
         self._require_loss()
         ep = self._unpack(
@@ -239,7 +246,8 @@ class GradientLearner(MetaLearner):
         )
         state = self.model_state()
         params, _, _ = self.adapt_params(ep, state, training=False, steps=steps)
-        return clone_with_weights(self.model, *self.model_weights(params, state, steps - 1))
+        params, state = self.model_weights(params, state, steps - 1)
+        return adapted_model(self, params, state, ep.support_x, batch_norm)
 
 
 def clone_with_weights(model: keras.Model, params, state) -> keras.Model:
