@@ -21,6 +21,7 @@ from keras.src.trainers.data_adapters import data_adapter_utils
 
 from keras_meta._moments import exact_moments
 from keras_meta.episode import Episodes, check_label_range, unpack_episodes
+from keras_meta.input_checks import check_episode_inputs, check_single_output, check_wrapped_model
 
 BN_MODES = ("transductive", "running")
 
@@ -102,6 +103,7 @@ class MetaLearner(keras.Model):
                 "Expected `model` to be a keras.Model (Functional, Sequential "
                 f"or subclassed); received {type(model).__name__}."
             )
+        check_wrapped_model(model)
         if bn_mode not in BN_MODES:
             raise ValueError(f"Expected `bn_mode` to be one of {BN_MODES}; received {bn_mode!r}.")
         if (
@@ -272,6 +274,7 @@ class MetaLearner(keras.Model):
                     outputs = model(x, training=training)
                     losses = model.losses
                 state = [scope.get_current_value(v) for v in model.non_trainable_variables]
+        outputs = check_single_output(model, outputs)
         reg = tf.add_n([tf.cast(v, outputs.dtype) for v in losses]) if losses else 0.0
         return outputs, list(state), reg
 
@@ -346,7 +349,7 @@ class MetaLearner(keras.Model):
     # The loop over the episodes of a batch.
     # ------------------------------------------------------------------
     def _unpack(self, x, y=None, batched=True) -> Episodes:
-        ep = unpack_episodes(x, y, batched=batched)
+        ep = check_episode_inputs(self, unpack_episodes(x, y, batched=batched), batched)
         self._record_spec(ep, batched)
         num_outputs = self._num_outputs()
         if num_outputs is not None and ep.is_classification:
