@@ -17,6 +17,7 @@ from keras_meta.learners import (  # noqa: E402
     ProtoNet,
     Reptile,
 )
+from keras_meta.loading import load_learner  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "Distiller",
     "distill",
     "evaluate",
+    "load_learner",
     "callbacks",
     "presets",
 ]
