@@ -6,16 +6,20 @@ the moving statistics of meta-training instead, which MAML-style training
 never uses, and predict far worse than the evaluation says. `adapt(...,
 batch_norm=...)` picks what the returned model does:
 
-- `"support"` (default when `bn_mode="transductive"`): BatchNorm's moving
-  statistics are replaced by the support set's batch statistics, computed at
-  the adapted weights in one training-mode pass (so every layer's statistics
-  are those of its inputs as normalised by the layers before it). The result
-  is an ordinary per-example inference model; on the support set itself it
-  reproduces exactly what the learner computes for a query batch equal to it.
-- `"transductive"`: every call normalises with its own batch (layers with a
-  `training` argument run in training mode, without updating any variable),
-  as the learner's transductive evaluation does for the query batch; exact
-  when called on the whole query set at once.
+- `"transductive"` (default when `bn_mode="transductive"`): every call
+  normalises with its own input (layers with a `training` argument run in
+  training mode, without updating any variable), as the learner's
+  transductive evaluation does for the query set; `predict` takes its whole
+  input as one batch, so `adapted.predict(query_x)` is exactly the learner's
+  prediction.
+- `"support"`: BatchNorm's moving statistics are replaced by the support
+  set's batch statistics, computed at the adapted weights in one
+  training-mode pass (so every layer's statistics are those of its inputs as
+  normalised by the layers before it). The result is an ordinary per-example
+  inference model; on the support set itself it reproduces exactly what the
+  learner computes for a query batch equal to it, and on other inputs it is
+  a few points less accurate than the transductive evaluation when the
+  support set is small (docs/guide.md has the measurement).
 - `"running"` (default when `bn_mode="running"`): the moving statistics
   (Keras inference semantics), exactly the learner's running-mode evaluation.
 
@@ -34,6 +38,7 @@ import weakref
 import keras
 import tensorflow as tf
 from keras.src.backend.common.stateless_scope import in_stateless_scope
+from keras.src.models.functional import Functional
 from keras.src.trainers.data_adapters import data_adapter_utils
 
 from keras_meta.validation import check_choice
@@ -47,9 +52,9 @@ def default_batch_norm(bn_mode: str) -> str:
     Example:
 
     >>> default_batch_norm("transductive"), default_batch_norm("running")
-    ('support', 'running')
+    ('transductive', 'running')
     """
-    return "running" if bn_mode == "running" else "support"
+    return "running" if bn_mode == "running" else "transductive"
 
 
 def resolve_batch_norm(learner, batch_norm: str | None) -> str:
@@ -104,7 +109,9 @@ class TransductiveModel(keras.Model):
     The wrapped model runs with `training=True` (BatchNorm uses the batch
     statistics; dropout is active), and nothing it would update (moving
     statistics) is written. This is what `adapt(..., batch_norm=
-    "transductive")` returns; call it on a whole query set at once.
+    "transductive")` returns. Its predictions depend on the whole input, so
+    `predict` takes an array input as one batch unless `batch_size` is
+    given; serve it a whole query set per call.
 
     Example:
 
@@ -128,6 +135,15 @@ class TransductiveModel(keras.Model):
             return self.model(inputs, training=True)
         with keras.StatelessScope():
             return self.model(inputs, training=True)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        if batch_size is None and steps is None and hasattr(x, "shape") and len(x.shape):
+            # Keras would split the input into batches of 32, each normalised
+            # with its own statistics.
+            batch_size = max(int(x.shape[0]), 1)
+        return super().predict(
+            x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -191,11 +207,18 @@ def _install_shared_predict(learner, model: keras.Model, inner: keras.Model, tra
 def finish_adapted_model(learner, model: keras.Model, batch_norm: str) -> keras.Model:
     """Wraps `model` for `batch_norm="transductive"`; gives it the shared predict."""
     inner = model
+    spec = learner._episode_spec or {}
+    symbolic = None
+    if "input_shape" in spec:
+        symbolic = keras.KerasTensor((None, *spec["input_shape"]), spec.get("input_dtype"))
+    if symbolic is not None and not isinstance(inner, (Functional, keras.Sequential)):
+        # A subclassed model must have been called to export; its predict
+        # (the shared step) never calls it, so call it once symbolically.
+        inner(symbolic)
     if batch_norm == "transductive":
         model = TransductiveModel(inner, name=f"{inner.name}_transductive")
-        spec = learner._episode_spec or {}
-        if "input_shape" in spec:
-            model(keras.KerasTensor((None, *spec["input_shape"]), spec.get("input_dtype")))
+        if symbolic is not None:
+            model(symbolic)
     _install_shared_predict(learner, model, inner, training=batch_norm == "transductive")
     return model
 

@@ -174,8 +174,7 @@ def evaluate(
             (default: the learner's `bn_mode`).
         with_adapted_model: also score, on the same episodes, the model that
             `learner.adapt(support_x, support_y)` returns, used as a user
-            would (`adapted.predict(query_x)`, the whole query set as one
-            batch): every metric `name` gets `"adapted_" + name` and its
+            would (`adapted.predict(query_x)`): every metric `name` gets `"adapted_" + name` and its
             `_ci95`, and `"adapted_batch_norm"` says how that model
             normalised. Slower: each episode is adapted eagerly.
         adapted_batch_norm: the `batch_norm` of `adapt` for those models
@@ -280,7 +279,7 @@ def _adapted_predictions(learner, x, batch_norm, dtype):
     for i in range(int(tf.shape(x["support_x"])[0])):
         model = learner.adapt(x["support_x"][i], x["support_y"][i], batch_norm=batch_norm)
         query = x["query_x"][i]
-        preds.append(model.predict(query, batch_size=int(tf.shape(query)[0]), verbose=0))
+        preds.append(model.predict(query, verbose=0))
     return tf.cast(np.stack(preds), dtype)
 
 

@@ -225,11 +225,11 @@ class GradientLearner(MetaLearner):
         The returned model has the wrapped model's architecture and the
         adapted weights; the learner is unchanged. `batch_norm` says how its
         BatchNorm layers normalise (see `keras_meta.adapted` and the table in
-        docs/guide.md): `"support"` (the default with
-        `bn_mode="transductive"`: the support set's statistics at the
-        adapted weights), `"transductive"` (each call's own batch) or
-        `"running"` (the moving statistics; the default with
-        `bn_mode="running"`).
+        docs/guide.md): `"transductive"` (each call's own input, as the
+        evaluation normalises the query set; the default with
+        `bn_mode="transductive"`), `"support"` (the support set's statistics
+        at the adapted weights: a per-example model) or `"running"` (the
+        moving statistics; the default with `bn_mode="running"`).
 
         Example:
 

@@ -70,25 +70,31 @@ def learner_predict(learner, sx, sy, qx):
 @pytest.mark.parametrize("bn_mode", ["transductive", "running"])
 def test_default_adapted_model_predicts_as_the_learner(name, bn_mode):
     learner = make_learner(name, bn_mode)
-    sx, sy, qx = episode()
+    # More queries than Keras's default predict batch (32).
+    sx, sy, qx = episode(queries=40)
     adapted = learner.adapt(sx, sy)
-    if bn_mode == "running":
-        # The moving statistics: the learner's prediction on any query set.
-        np.testing.assert_allclose(
-            adapted.predict(qx, verbose=0), learner_predict(learner, sx, sy, qx), atol=2e-5
-        )
-    else:
-        # The support statistics: on a query batch equal to the support set
-        # the learner normalises with exactly these statistics.
-        np.testing.assert_allclose(
-            adapted.predict(sx, verbose=0), learner_predict(learner, sx, sy, sx), atol=2e-5
-        )
-        # ... and the model is a per-example inference model.
-        np.testing.assert_allclose(
-            adapted.predict(qx[:1], verbose=0), adapted.predict(qx, verbose=0)[:1], atol=1e-5
-        )
+    assert isinstance(adapted, TransductiveModel) == (bn_mode == "transductive")
+    np.testing.assert_allclose(
+        adapted.predict(qx, verbose=0), learner_predict(learner, sx, sy, qx), atol=2e-5
+    )
     # The learner is unchanged.
     np.testing.assert_allclose(learner.model.non_trainable_variables[0].numpy(), 0.5)
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_support_statistics_model_is_the_learner_on_its_support_set(name):
+    learner = make_learner(name, "transductive")
+    sx, sy, qx = episode()
+    adapted = learner.adapt(sx, sy, batch_norm="support")
+    # On a query batch equal to the support set the learner normalises with
+    # exactly the statistics that the model stores.
+    np.testing.assert_allclose(
+        adapted.predict(sx, verbose=0), learner_predict(learner, sx, sy, sx), atol=2e-5
+    )
+    # ... and the model is a per-example inference model.
+    np.testing.assert_allclose(
+        adapted.predict(qx[:1], verbose=0), adapted.predict(qx, verbose=0)[:1], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", ["maml", "protonet"])
@@ -96,10 +102,12 @@ def test_transductive_adapted_model_normalises_with_its_batch(name):
     learner = make_learner(name, "transductive")
     sx, sy, qx = episode()
     adapted = learner.adapt(sx, sy, batch_norm="transductive")
-    assert isinstance(adapted, TransductiveModel)
     expected = learner_predict(learner, sx, sy, qx)
-    np.testing.assert_allclose(adapted.predict(qx, verbose=0), expected, atol=2e-5)
     np.testing.assert_allclose(np.asarray(adapted(qx)), expected, atol=2e-5)
+    # Batches given explicitly are normalised each on their own.
+    halves = adapted.predict(qx, batch_size=5, verbose=0)
+    np.testing.assert_allclose(halves[:5], np.asarray(adapted(qx[:5])), atol=2e-5)
+    assert not np.allclose(halves, expected, atol=1e-3)
     # Nothing is updated by calls.
     before = [v.numpy() for v in adapted.non_trainable_variables]
     adapted(qx, training=True)
@@ -124,7 +132,7 @@ def test_support_statistics_are_the_batch_moments_at_the_adapted_weights():
     learner = km.MAML(net, 0.3, inner_steps=1)
     learner.compile(optimizer="sgd", loss=ce())
     sx, sy = np.random.default_rng(1).normal(size=(6, 3)).astype("float32"), np.arange(6) % 3
-    adapted = learner.adapt(sx, sy.astype("int32"))
+    adapted = learner.adapt(sx, sy.astype("int32"), batch_norm="support")
     dense, bn = adapted.layers[0], adapted.layers[1]
     h = sx.astype("float64") @ dense.kernel.numpy() + dense.bias.numpy()
     np.testing.assert_allclose(bn.moving_mean.numpy(), h.mean(0), rtol=1e-5, atol=1e-6)
@@ -138,7 +146,7 @@ def test_support_statistics_are_the_batch_moments_at_the_adapted_weights():
 @pytest.mark.parametrize("batch_norm", ["support", "transductive"])
 def test_adapted_savedmodel_and_keras_file_predict_as_the_keras_model(tmp_path, name, batch_norm):
     learner = make_learner(name, "transductive")
-    sx, sy, qx = episode()
+    sx, sy, qx = episode(queries=40)
     adapted = learner.adapt(sx, sy, batch_norm=batch_norm)
     expected = adapted.predict(qx, verbose=0)
     adapted.export(str(tmp_path / "adapted"), verbose=False)
