@@ -58,7 +58,15 @@ def default_batch_norm(bn_mode: str) -> str:
 
 
 def resolve_batch_norm(learner, batch_norm: str | None) -> str:
-    """`batch_norm` checked, or the learner's default when `None`."""
+    """`batch_norm` checked, or the learner's default when `None`.
+
+    Example:
+
+    >>> import keras, keras_meta as km
+    >>> net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    >>> resolve_batch_norm(km.MAML(net, bn_mode="running"), None)
+    'running'
+    """
     if batch_norm is None:
         return default_batch_norm(learner.bn_mode)
     return check_choice("batch_norm", batch_norm, BATCH_NORM_CHOICES)
@@ -84,6 +92,16 @@ def support_statistics(learner, params, state, support_x):
     over `support_x`, with every BatchNorm's momentum at 0 for the pass, so
     that the "moving" statistics it writes are the batch statistics it
     normalised with; other state (e.g. a dropout seed) is left as it was.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_meta as km
+    >>> net = keras.Sequential([keras.Input((1,)), keras.layers.BatchNormalization()])
+    >>> learner = km.MAML(net)
+    >>> state = support_statistics(learner, learner.meta_params(), learner.model_state(),
+    ...                            np.array([[1.0], [3.0]], "float32"))
+    >>> [float(s[0]) for s in state]  # mean, variance
+    [2.0, 1.0]
     """
     layers, positions = _moving_statistics(learner.model)
     if not layers:
@@ -205,7 +223,17 @@ def _install_shared_predict(learner, model: keras.Model, inner: keras.Model, tra
 
 
 def finish_adapted_model(learner, model: keras.Model, batch_norm: str) -> keras.Model:
-    """Wraps `model` for `batch_norm="transductive"`; gives it the shared predict."""
+    """Wraps `model` for `batch_norm="transductive"`; gives it the shared predict.
+
+    Example:
+
+    >>> import keras, keras_meta as km
+    >>> net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    >>> learner = km.MAML(net)
+    >>> copy = keras.models.clone_model(net)
+    >>> type(finish_adapted_model(learner, copy, "transductive")).__name__
+    'TransductiveModel'
+    """
     inner = model
     spec = learner._episode_spec or {}
     symbolic = None
@@ -224,7 +252,19 @@ def finish_adapted_model(learner, model: keras.Model, batch_norm: str) -> keras.
 
 
 def adapted_model(learner, params, state, support_x, batch_norm: str) -> keras.Model:
-    """A copy of the wrapped model with `params`/`state`, normalising per `batch_norm`."""
+    """A copy of the wrapped model with `params`/`state`, normalising per `batch_norm`.
+
+    Example:
+
+    >>> import keras, numpy as np, keras_meta as km
+    >>> net = keras.Sequential([keras.Input((1,)), keras.layers.BatchNormalization()])
+    >>> learner = km.MAML(net)
+    >>> x = np.array([[1.0], [3.0]], "float32")
+    >>> model = adapted_model(learner, learner.meta_params(), learner.model_state(), x,
+    ...                       "support")
+    >>> model.layers[0].moving_mean.numpy().tolist()
+    [2.0]
+    """
     from keras_meta.learners.gradient import clone_with_weights
 
     if batch_norm == "support":
@@ -234,7 +274,19 @@ def adapted_model(learner, params, state, support_x, batch_norm: str) -> keras.M
 
 
 def adapted_embedding(learner, params, state, support_x, batch_norm: str) -> keras.Model:
-    """The embedding copy of an embedding learner's adapted model (no wrapping)."""
+    """The embedding copy of an embedding learner's adapted model (no wrapping).
+
+    Example:
+
+    >>> import keras, numpy as np, keras_meta as km
+    >>> net = keras.Sequential([keras.Input((1,)), keras.layers.BatchNormalization()])
+    >>> learner = km.ProtoNet(net)
+    >>> x = np.array([[1.0], [3.0]], "float32")
+    >>> copy = adapted_embedding(learner, learner.meta_params(), learner.model_state(), x,
+    ...                          "running")
+    >>> copy.layers[0].moving_mean.numpy().tolist()
+    [0.0]
+    """
     from keras_meta.learners.gradient import clone_with_weights
 
     if batch_norm == "support":

@@ -83,7 +83,7 @@ def check_finite(t, name: str):
     >>> check_finite(tf.constant([1.0, float("nan")]), "support_x")
     Traceback (most recent call last):
     ...
-    ValueError: Expected finite values in `support_x`; received 1 NaN/Inf value(s) ...
+    ValueError: Expected finite values in `support_x`; received 1 NaN/Inf value(s)...
     """
     if not tf.as_dtype(t.dtype).is_floating:
         return t
@@ -178,7 +178,17 @@ def check_episode_inputs(learner, episodes, batched: bool = True):
 
 
 def check_single_output(model: keras.Model, outputs):
-    """Returns `outputs` if it is one tensor; a clear error for multi-output models."""
+    """Returns `outputs` if it is one tensor; a clear error for multi-output models.
+
+    Example:
+
+    >>> import keras
+    >>> net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)], name="net")
+    >>> check_single_output(net, (tf.zeros((1, 3)), tf.zeros((1, 1))))
+    Traceback (most recent call last):
+    ...
+    ValueError: keras_meta learners wrap models with a single output tensor ...
+    """
     if isinstance(outputs, (list, tuple, dict)) and len(outputs) > 1:
         kind = type(outputs).__name__
         raise ValueError(
@@ -191,7 +201,18 @@ def check_single_output(model: keras.Model, outputs):
 
 
 def check_wrapped_model(model: keras.Model) -> keras.Model:
-    """Refuses a Functional model with several outputs at construction."""
+    """Refuses a Functional model with several outputs at construction.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((2,))
+    >>> net = keras.Model(inputs, [keras.layers.Dense(3)(inputs), keras.layers.Dense(1)(inputs)])
+    >>> check_wrapped_model(net)
+    Traceback (most recent call last):
+    ...
+    ValueError: keras_meta learners wrap models with a single output tensor ...
+    """
     outputs = getattr(model, "_outputs_struct", None)
     if outputs is not None and model.built:
         check_single_output(model, outputs)
