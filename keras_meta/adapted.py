@@ -228,7 +228,7 @@ def finish_adapted_model(learner, model: keras.Model, batch_norm: str) -> keras.
     Example:
 
     >>> import keras, keras_meta as km
-    >>> net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    >>> net = keras.Sequential([keras.Input((2,)), keras.layers.BatchNormalization()])
     >>> learner = km.MAML(net)
     >>> copy = keras.models.clone_model(net)
     >>> type(finish_adapted_model(learner, copy, "transductive")).__name__
@@ -243,11 +243,14 @@ def finish_adapted_model(learner, model: keras.Model, batch_norm: str) -> keras.
         # A subclassed model must have been called to export; its predict
         # (the shared step) never calls it, so call it once symbolically.
         inner(symbolic)
-    if batch_norm == "transductive":
+    # Without BatchNorm there is nothing to normalise: the plain model (with
+    # Dropout off, not a stochastic one) for every choice.
+    transductive = batch_norm == "transductive" and bool(_moving_statistics(inner)[0])
+    if transductive:
         model = TransductiveModel(inner, name=f"{inner.name}_transductive")
         if symbolic is not None:
             model(symbolic)
-    _install_shared_predict(learner, model, inner, training=batch_norm == "transductive")
+    _install_shared_predict(learner, model, inner, training=transductive)
     return model
 
 
