@@ -21,6 +21,7 @@ from keras_meta.learners import (  # noqa: E402
     ProtoNet,
     Reptile,
 )
+from keras_meta.loading import load_learner  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -41,6 +42,7 @@ __all__ = [
     "Distiller",
     "distill",
     "evaluate",
+    "load_learner",
     "callbacks",
     "models",
     "experiments",

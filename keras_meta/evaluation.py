@@ -20,6 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta import _keras_compat
+from keras_meta.adapted import resolve_batch_norm
+from keras_meta.validation import check_bool
 
 #: The z-value of a two-sided 95% normal confidence interval.
 Z_95 = 1.96
@@ -137,6 +139,8 @@ def evaluate(
     return_per_episode: bool = False,
     inner_steps: int | None = None,
     bn_mode: str | None = None,
+    with_adapted_model: bool = False,
+    adapted_batch_norm: str | None = None,
     verbose: int = 0,
 ) -> dict:
     """Evaluates a learner episode by episode: mean and 95% CI of each metric.
@@ -169,6 +173,14 @@ def evaluate(
             `eval_inner_steps`); only for learners that have them.
         bn_mode: `"transductive"` or `"running"` for this evaluation
             (default: the learner's `bn_mode`).
+        with_adapted_model: also score, on the same episodes, the model that
+            `learner.adapt(support_x, support_y)` returns, used as a user
+            would (`adapted.predict(query_x)`): every metric `name` gets `"adapted_" + name` and its
+            `_ci95`, and `"adapted_batch_norm"` says how that model
+            normalised. Slower: each episode is adapted eagerly.
+        adapted_batch_norm: the `batch_norm` of `adapt` for those models
+            (default: the one that reproduces the evaluation, see
+            `keras_meta.adapted`).
         verbose: 1 shows a progress bar.
 
     Returns:
@@ -195,6 +207,7 @@ def evaluate(
         raise ValueError(f"Expected `num_episodes` >= 1; received {num_episodes}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or (batch_size < 1):
         raise ValueError(f"Expected `batch_size` >= 1; received {batch_size!r}.")
+    check_bool("with_adapted_model", with_adapted_model)
     learner._require_loss()
 
     dataset = _as_dataset(episodes)
@@ -210,7 +223,10 @@ def evaluate(
     dataset = dataset.take(num_episodes).batch(batch_size).prefetch(2)
 
     with _Overrides(learner, eval_inner_steps=inner_steps, bn_mode=bn_mode):
-        results = _evaluate(learner, dataset, num_episodes, time_adaptation, verbose)
+        adapted = None
+        if with_adapted_model:
+            adapted = resolve_batch_norm(learner, adapted_batch_norm)
+        results = _evaluate(learner, dataset, num_episodes, time_adaptation, verbose, adapted)
         steps = getattr(learner, "eval_inner_steps", None)
         used_bn_mode = learner.bn_mode
 
@@ -222,6 +238,8 @@ def evaluate(
         summary[name + "_ci95"] = half
     summary["num_episodes"] = num_episodes
     summary["bn_mode"] = used_bn_mode
+    if adapted is not None:
+        summary["adapted_batch_norm"] = adapted
     if steps is not None:
         summary["inner_steps"] = int(steps)
     summary.update(results)
@@ -256,7 +274,17 @@ def _graph_functions(learner, x_spec):
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _evaluate(learner, dataset, num_episodes, time_adaptation, verbose):
+def _adapted_predictions(learner, x, batch_norm, dtype):
+    """Query predictions of `learner.adapt(...)`'s model, episode by episode."""
+    preds = []
+    for i in range(int(tf.shape(x["support_x"])[0])):
+        model = learner.adapt(x["support_x"][i], x["support_y"][i], batch_norm=batch_norm)
+        query = x["query_x"][i]
+        preds.append(model.predict(query, verbose=0))
+    return tf.cast(np.stack(preds), dtype)
+
+
+def _evaluate(learner, dataset, num_episodes, time_adaptation, verbose, adapted=None):
     x_spec, _ = dataset.element_spec
     functions = _graph_functions(learner, x_spec)
     predict = functions["predict"]
@@ -280,9 +308,14 @@ def _evaluate(learner, dataset, num_episodes, time_adaptation, verbose):
                 functions["score"] = _make_scorer(learner, metrics)
                 functions["metrics"] = metrics
             score = functions["score"]
-            for name in ["loss"] + [m.name for m in metrics]:
+            names = ["loss"] + [m.name for m in metrics]
+            for name in names + (["adapted_" + n for n in names] if adapted else []):
                 per_episode[name] = []
         values = score(y, preds)
+        if adapted:
+            values = list(values) + list(
+                score(y, _adapted_predictions(learner, x, adapted, preds.dtype))
+            )
         for name, value in zip(per_episode, values):
             per_episode[name].append(value.numpy())
         seen += int(tf.shape(y)[0])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_meta.learners._episodes import Episode
-
 
 def episode_signature(learner, input_shape=None, label_shape=None, label_dtype=None):
     """`tf.TensorSpec`s of one episode: (support_x, support_y, query_x).
@@ -50,6 +48,11 @@ def export_learner(
 ):
     """Writes `learner` as a SavedModel with `adapt_and_predict` and `serve`.
 
+    `adapt_and_predict(support_x, support_y, query_x)` runs the learner's
+    input checks (finite values, a non-empty support set, labels of the
+    loss's kind and in the model's range) and, for class labels, accepts
+    both int32 and int64 (unless `label_dtype` names one).
+
     Example:
 
     >>> learner.export("meta_model")                       # doctest: +SKIP
@@ -59,22 +62,39 @@ def export_learner(
     support_x, support_y, query_x = episode_signature(
         learner, input_shape, label_shape, label_dtype
     )
+    label_dtypes = [support_y.dtype]
+    if label_dtype is None and support_y.dtype.is_integer:
+        # Class ids as a user naturally passes them (numpy's int64, TF's int32),
+        # whatever dtype the learner saw last.
+        label_dtypes = [tf.int32, tf.int64]
 
+    @tf.function(autograph=False)
     def adapt_and_predict(support_x, support_y, query_x):
-        episode = Episode(support_x, support_y, query_x, None)
+        # The learner's own checks: finite inputs, a non-empty support set,
+        # labels of the loss's kind and within the model's outputs.
+        episode = learner._unpack(
+            {"support_x": support_x, "support_y": support_y, "query_x": query_x},
+            batched=False,
+        )
         pred, _ = learner.adapt_and_predict(episode, learner.loop_state(), training=False)
         return pred
+
+    recorded = learner._episode_spec
+    try:
+        for dtype in label_dtypes:
+            adapt_and_predict.get_concrete_function(
+                support_x, tf.TensorSpec(support_y.shape, dtype, name="support_y"), query_x
+            )
+    finally:
+        # Tracing records the traced episode's spec; the learner's stays its own.
+        learner._episode_spec = recorded
 
     def serve(x):
         return learner.meta_forward(x, False)
 
     archive = keras.export.ExportArchive()
     archive.track(learner)
-    archive.add_endpoint(
-        "adapt_and_predict",
-        adapt_and_predict,
-        input_signature=[support_x, support_y, query_x],
-    )
+    archive.add_endpoint("adapt_and_predict", adapt_and_predict)
     archive.add_endpoint(
         "serve", serve, input_signature=[tf.TensorSpec(query_x.shape, query_x.dtype, name="x")]
     )

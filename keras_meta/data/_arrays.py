@@ -87,4 +87,9 @@ def check_examples(x):
         x = x.astype(np.float32)
     elif x.dtype.kind not in "fiub":
         raise TypeError(f"Expected numeric examples in `x`; received dtype {x.dtype}.")
+    if x.dtype.kind == "f":
+        # Checked once here, so that no episode drawn from `x` is non-finite.
+        from keras_meta.input_checks import check_finite
+
+        check_finite(x, "x")
     return x

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from keras_meta import _keras_compat
 from keras_meta._moments import exact_moments
+from keras_meta.input_checks import check_episode_inputs, check_single_output, check_wrapped_model
 from keras_meta.learners import _episode_loop
 from keras_meta.learners._building import BuildAndSerialize
 from keras_meta.learners._episode_loop import DEFAULT_PARALLEL_EPISODES
@@ -95,6 +96,7 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
                 "Expected `model` to be a keras.Model (Functional, Sequential "
                 f"or subclassed); received {type(model).__name__}."
             )
+        check_wrapped_model(model)
         check_choice("bn_mode", bn_mode, BN_MODES)
         parallel_episodes = check_int("parallel_episodes", parallel_episodes)
         self.model = model
@@ -182,6 +184,7 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
                     outputs = model(x, training=training)
                     losses = model.losses
                 state = [scope.get_current_value(v) for v in model.non_trainable_variables]
+        outputs = check_single_output(model, outputs)
         reg = tf.add_n([tf.cast(v, outputs.dtype) for v in losses]) if losses else 0.0
         return outputs, list(state), reg
 
@@ -270,7 +273,7 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
     # The loop over the episodes of a batch.
     # ------------------------------------------------------------------
     def _unpack(self, x, y=None, batched=True) -> EpisodeBatch | Episode:
-        ep = unpack_episodes(x, y, batched=batched)
+        ep = check_episode_inputs(self, unpack_episodes(x, y, batched=batched), batched)
         self._record_spec(ep, batched)
         num_outputs = self._num_outputs()
         if num_outputs is not None and ep.is_classification:

@@ -16,9 +16,9 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_meta.adapted import adapted_embedding, finish_adapted_model, resolve_batch_norm
 from keras_meta.learners._episodes import Episode, EpisodeBatch
 from keras_meta.learners.base import MetaLearner
-from keras_meta.learners.gradient import clone_with_weights
 from keras_meta.validation import check_int
 
 
@@ -178,23 +178,26 @@ class EmbeddingLearner(MetaLearner):
         loss = self.outer_loss(episode.query_y, logits)
         return loss + tf.cast(reg, loss.dtype), logits, state
 
-    def adapt(self, support_x, support_y, steps: int | None = None) -> keras.Model:
+    def adapt(
+        self, support_x, support_y, steps: int | None = None, batch_norm: str | None = None
+    ) -> keras.Model:
         """Fits the head to one support set and returns a standalone classifier.
 
         The result is a Functional `keras.Model`: a copy of the embedding
         with the learner's weights followed by the head with the fitted
         values built in as weights. It predicts logits, saves to `.keras`
         and exports like any Keras model. The support embeddings follow
-        `bn_mode`; the returned model runs BatchNorm with the moving
-        statistics (Keras inference semantics), so with
-        `bn_mode="transductive"` it can differ from `learner.predict`, which
-        normalises the query with its own batch.
+        `bn_mode`; `batch_norm` says how the returned model's BatchNorm
+        normalises (see `GradientLearner.adapt` and `keras_meta.adapted`).
 
         Args:
             support_x: `[S, *input_shape]` support examples of one episode.
             support_y: `[S]` int labels `0..ways-1`.
             steps: must be `None`: the head is fitted in closed form.
+            batch_norm: `"support"`, `"transductive"` or `"running"`;
+                default: the one that reproduces the evaluation's `bn_mode`.
         """
+        batch_norm = resolve_batch_norm(self, batch_norm)
         if steps is not None:
             raise ValueError(
                 f"{type(self).__name__} adapts in closed form and takes no "
@@ -210,12 +213,13 @@ class EmbeddingLearner(MetaLearner):
 
         spec = self._episode_spec
         inputs = keras.Input(shape=tuple(spec["input_shape"]), dtype=spec["input_dtype"], name="x")
-        embedding = clone_with_weights(self.model, self.model_params(), state)
+        embedding = adapted_embedding(self, self.model_params(), state, ep.support_x, batch_norm)
         features = embedding(inputs)
         if len(features.shape) > 2:
             features = keras.layers.Flatten(name="flatten_embedding")(features)
         outputs = self.head_layer(head)(features)
-        return keras.Model(inputs, outputs, name=f"{self.name}_adapted")
+        model = keras.Model(inputs, outputs, name=f"{self.name}_adapted")
+        return finish_adapted_model(self, model, batch_norm)
 
 
 def _check_query_labels(support_y, query_y):

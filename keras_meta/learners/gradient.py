@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from keras_meta import _keras_compat
+from keras_meta.adapted import adapted_model, resolve_batch_norm
 from keras_meta.inner_loop import inner_loop
 from keras_meta.learners._episodes import Episode
 from keras_meta.learners.base import MetaLearner
@@ -148,14 +149,19 @@ class InnerLoopLearner(MetaLearner):
     # ------------------------------------------------------------------
     # Model generator.
     # ------------------------------------------------------------------
-    def adapt(self, support_x, support_y, steps: int | None = None) -> keras.Model:
+    def adapt(
+        self, support_x, support_y, steps: int | None = None, batch_norm: str | None = None
+    ) -> keras.Model:
         """Adapts to one task and returns a standalone `keras.Model`.
 
         The returned model has the wrapped model's architecture and the
-        adapted weights; the learner is unchanged. Its BatchNorm layers keep
-        the learner's moving statistics (Keras inference semantics), so with
-        `bn_mode="transductive"` its predictions can differ from
-        `learner.predict`, which normalises with the query batch.
+        adapted weights; the learner is unchanged. `batch_norm` says how its
+        BatchNorm layers normalise (see `keras_meta.adapted` and the table in
+        docs/guide.md): `"transductive"` (each call's own input, as the
+        evaluation normalises the query set; the default with
+        `bn_mode="transductive"`), `"support"` (the support set's statistics
+        at the adapted weights: a per-example model) or `"running"` (the
+        moving statistics; the default with `bn_mode="running"`).
 
         Example:
 
@@ -163,6 +169,7 @@ class InnerLoopLearner(MetaLearner):
         >>> adapted.predict(new_x)                           # doctest: +SKIP
         >>> adapted.export("adapted_model")                  # doctest: +SKIP
         """
+        batch_norm = resolve_batch_norm(self, batch_norm)
         steps = self.inner_steps_for(False, steps)
         self._require_loss()
         ep = self._unpack(
@@ -171,7 +178,8 @@ class InnerLoopLearner(MetaLearner):
         )
         state = self.loop_state()
         params, _, _ = self.run_inner_loop(ep, state, training=False, steps=steps)
-        return clone_with_weights(self.model, *self.model_weights(params, state, steps - 1))
+        params, state = self.model_weights(params, state, steps - 1)
+        return adapted_model(self, params, state, ep.support_x, batch_norm)
 
 
 class GradientLearner(InnerLoopLearner):
