@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--bn-mode", choices=["transductive", "running"])
     ev.add_argument("--data-dir", help="where the data is now, if it moved")
+    ev.add_argument(
+        "--adapted-model",
+        action="store_true",
+        help="also score the adapted model that `adapt` exports (adapted_* results)",
+    )
     ev.add_argument("--verbose", type=int, choices=[0, 1], default=1)
 
     ad = sub.add_parser(
@@ -131,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=_integer("steps"), help="inner steps (default: the learner's)"
     )
     ad.add_argument("--checkpoint", choices=["final", "best"])
+    ad.add_argument(
+        "--batch-norm",
+        choices=["support", "transductive", "running"],
+        help="how the exported model's BatchNorm normalises (default: per example: the "
+        "support set's statistics for a transductive learner, else the moving ones)",
+    )
     inv = ad.add_mutually_exclusive_group()
     inv.add_argument(
         "--invert",
@@ -271,6 +282,7 @@ def _run(args, parser) -> int:
             bn_mode=args.bn_mode,
             data_dir=args.data_dir,
             verbose=args.verbose,
+            with_adapted_model=args.adapted_model,
         )
         _print_evaluation(record)
         print(f"Wrote {run_dir.path(args.run_dir, run_dir.EVALUATION_FILE)}")
@@ -282,6 +294,7 @@ def _run(args, parser) -> int:
             steps=args.steps,
             checkpoint=args.checkpoint,
             invert=args.invert,
+            batch_norm=args.batch_norm,
         )
         print(
             f"Adapted to {len(info['labels'])} classes ({info['num_images']} "

@@ -22,6 +22,7 @@ import os
 import keras
 
 from keras_meta import validation
+from keras_meta.adapted import BATCH_NORM_CHOICES
 from keras_meta.experiments import protocols
 from keras_meta.experiments import run_dir as files
 from keras_meta.experiments.builders import build_learner
@@ -210,7 +211,12 @@ def load_run(run_dir, checkpoint: str | None = None) -> tuple[RunConfig, keras.M
     file = files.checkpoint_path(run_dir, checkpoint)
     if not os.path.exists(file):
         raise RunError(f"{os.fspath(run_dir)!r} has no trained learner yet (no {file})")
-    return config, keras.models.load_model(file)
+    from keras_meta.loading import load_learner
+
+    try:
+        return config, load_learner(file)
+    except ValueError as error:  # a truncated or corrupt archive, named by the message
+        raise RunError(str(error)) from None
 
 
 def evaluate(
@@ -225,11 +231,14 @@ def evaluate(
     time_adaptation: bool = True,
     write: bool = True,
     verbose: int = 0,
+    with_adapted_model: bool = False,
 ) -> dict:
     """Evaluates a run on a fixed set of test (or validation) episodes.
 
     Writes the results, with the evaluation settings and the published
-    number of the configuration, to `run_dir/evaluation.json`.
+    number of the configuration, to `run_dir/evaluation.json`. With
+    `with_adapted_model=True`, the results also score the model that
+    `keras-meta adapt` would export (`adapted_<metric>`, same episodes).
 
     Example:
 
@@ -249,14 +258,14 @@ def evaluate(
     episodes = EpisodeSource(config).fixed(split, num_episodes, seed)
     with files.locked(run_dir, "RUN_DIR") if write else contextlib.nullcontext():
         record = _evaluate(config, learner, episodes, num_episodes, split, checkpoint, seed,
-                           inner_steps, bn_mode, time_adaptation, verbose)
+                           inner_steps, bn_mode, time_adaptation, verbose, with_adapted_model)
         if write:
             files.write_json(files.path(run_dir, files.EVALUATION_FILE), record)
     return record
 
 
 def _evaluate(config, learner, episodes, num_episodes, split, checkpoint, seed, inner_steps,
-              bn_mode, time_adaptation, verbose) -> dict:
+              bn_mode, time_adaptation, verbose, with_adapted_model=False) -> dict:
     from keras_meta.evaluation import evaluate as evaluate_learner
 
     results = evaluate_learner(
@@ -266,6 +275,8 @@ def _evaluate(config, learner, episodes, num_episodes, split, checkpoint, seed, 
         inner_steps=inner_steps,
         bn_mode=bn_mode,
         time_adaptation=time_adaptation,
+        with_adapted_model=with_adapted_model,
+        adapted_batch_norm=serving_batch_norm(learner) if with_adapted_model else None,
         verbose=verbose,
     )
     ways, shots, queries = config.eval_episode_shape
@@ -291,8 +302,14 @@ def adapt(
     steps: int | None = None,
     checkpoint: str | None = None,
     invert: bool | None = None,
+    batch_norm: str | None = None,
 ) -> dict:
     """Adapts a run's learner to a folder of labelled images and exports it.
+
+    `batch_norm` says how the exported model's BatchNorm layers normalise (see
+    `keras_meta.adapted`); by default a model that serves one image at a
+    time: the support set's statistics when the learner normalises
+    transductively, its moving statistics otherwise (`serving_batch_norm`).
 
     `support_dir` holds one sub-folder of images per class (read with
     `keras_meta.data.image_folder` at the run's image size and colour mode).
@@ -312,6 +329,8 @@ def adapt(
         raise RunError("adapt takes image folders; this run is a regression run")
     try:
         validation.check_int("steps", steps, allow_none=True)
+        if batch_norm is not None:
+            validation.check_choice("batch_norm", batch_norm, BATCH_NORM_CHOICES)
     except (TypeError, ValueError) as error:
         raise RunError(str(error)) from None
     if invert is None:
@@ -336,7 +355,8 @@ def adapt(
             f"{config.ways} outputs"
         )
     files.writable_dir(out_dir)
-    adapted = learner.adapt(x, y.astype("int32"), steps=steps)
+    batch_norm = batch_norm or serving_batch_norm(learner)
+    adapted = learner.adapt(x, y.astype("int32"), steps=steps, batch_norm=batch_norm)
     adapted.export(os.fspath(out_dir), verbose=False)
     labels = {str(i): name for i, name in enumerate(names)}
     files.write_json(os.path.join(out_dir, "labels.json"), labels)
@@ -346,4 +366,20 @@ def adapt(
         "num_images": int(len(x)),
         "input_shape": list(x.shape[1:]),
         "invert": bool(invert),
+        "batch_norm": batch_norm,
     }
+
+
+def serving_batch_norm(learner) -> str:
+    """How an exported adapted model normalises by default: per example.
+
+    `"support"` (the support set's statistics) for a learner that normalises
+    transductively, `"running"` (its moving statistics) otherwise; either way
+    a served request may hold a single image.
+
+    Example:
+
+    >>> serving_batch_norm(learner)  # doctest: +SKIP
+    'support'
+    """
+    return "support" if getattr(learner, "bn_mode", "running") == "transductive" else "running"
