@@ -7,7 +7,8 @@ arguments). The files of a run directory are those of
 Running `train` again on an unfinished run directory resumes it at the
 last completed epoch, with the same episodes as an uninterrupted run.
 `train(..., strategy=...)` trains under a `tf.distribute` strategy
-(`keras_meta.distribute`; docs/distributed.md).
+(`keras_meta.distribute`; docs/distributed.md). (A little over 400 lines:
+the strategy's checks and the workers' hand-over belong with `train`.)
 
 Example:
 
