@@ -2,6 +2,7 @@
 
 ```
 keras-meta train --protocol maml-omniglot-5w1s --data-dir DATA --out runs/maml
+keras-meta train ... --strategy multi-worker     # on each worker, with TF_CONFIG
 keras-meta evaluate runs/maml --episodes 600
 keras-meta adapt runs/maml --support my_classes/ --out adapted/
 keras-meta protocols [NAME]
@@ -18,6 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+# keras_meta.distribute.STRATEGIES, written out so that building the parser
+# does not import TensorFlow (tests/cli/test_cli_strategy.py checks they agree).
+STRATEGIES = ("none", "mirrored", "multi-worker")
 
 
 def _integer(name: str, minimum: int | None = 1):
@@ -57,6 +62,17 @@ def _add_train_parser(sub):
     p.add_argument("--preset", help="the former name of --protocol")
     p.add_argument("--config", metavar="JSON", help="a configuration file to start from")
     add_config_options(p)
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="none",
+        help=(
+            "tf.distribute strategy: none (one device), mirrored (this machine's GPUs), "
+            "multi-worker (the workers of TF_CONFIG; see docs/distributed.md). "
+            "--meta-batch-size is the global batch. Not stored: a run may resume "
+            "under another strategy"
+        ),
+    )
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
     # Interrupts training after N epochs: tests resumption end to end.
     p.add_argument(
@@ -262,6 +278,7 @@ def _run(args, parser) -> int:
                 fail_after_epochs=args.fail_after_epochs,
                 crash_after_batches=args.crash_after_batches,
                 argv=["keras-meta"] + args.argv,
+                strategy=args.strategy,
             )
         except KeyboardInterrupt:
             print(

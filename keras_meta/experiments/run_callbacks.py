@@ -163,10 +163,25 @@ class CrashAfterBatches(keras.callbacks.Callback):
             os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
-def run_callbacks(run_dir, config: RunConfig, val_episodes, start_epoch: int) -> list:
-    """The callbacks of a run's `fit`, resuming after `start_epoch` epochs."""
+def run_callbacks(
+    run_dir, config: RunConfig, val_episodes, start_epoch: int, backup=None, chief: bool = True
+) -> list:
+    """The callbacks of a run's `fit`, resuming after `start_epoch` epochs.
+
+    `backup` is the run's `keras.callbacks.BackupAndRestore` (by default one
+    in `run_dir/backup`). A worker other than the chief (`chief=False`)
+    writes nothing but its backup.
+    """
     from keras_meta.callbacks import MetaEvaluation, ScalarLogger, tensorboard_installed
 
+    if backup is None:
+        backup = keras.callbacks.BackupAndRestore(
+            files.path(run_dir, files.BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False
+        )
+    if not chief:
+        # The validation results only serve the chief's files; it needs no
+        # other worker for them (no collective op), so the others skip it.
+        return [backup]
     monitor, mode = config.monitor
     done = files.read_history(run_dir).get(monitor, [])[:start_epoch] if start_epoch else []
     best = ((max if mode == "max" else min)(done)) if done else None
@@ -188,7 +203,5 @@ def run_callbacks(run_dir, config: RunConfig, val_episodes, start_epoch: int) ->
         RunProgress(run_dir, steps, previous),
         # Last, so that an epoch counts as done only once everything above
         # has recorded it. The backup is kept until run.json says "finished".
-        keras.callbacks.BackupAndRestore(
-            files.path(run_dir, files.BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False
-        ),
+        backup,
     ]

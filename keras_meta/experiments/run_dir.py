@@ -9,10 +9,16 @@ best.keras       the learner of the best validation epoch
 history.csv      per-epoch logs (CSVLogger)
 logs/            TensorBoard logs
 backup/          BackupAndRestore state (two epochs) until the run is finished
+                 (backup/worker-<i>/ per worker under `--strategy multi-worker`)
 curves.png       learning curves; adaptation.png for regression
 evaluation.json  the last `evaluate` results
 lock             the pid of the process that holds the directory
 ```
+
+Under `--strategy multi-worker` only the chief writes these files and holds
+`lock`; each other worker writes only its backup `backup/worker-<i>/` and
+holds the lock of that folder (`backup/worker-<i>/lock`), so that workers on
+one machine may share the run directory.
 
 Crash safety: `train` and `evaluate` hold an exclusive lock on the directory
 (`fcntl.flock` on `lock`; the lock goes with the process, however it ends), so
@@ -281,8 +287,11 @@ def _backup_problem(weights: str, metadata: str) -> str | None:
     return None
 
 
-def backup_epoch(run_dir, say=print) -> int:
+def backup_epoch(run_dir, say=print, backup_dir=None) -> int:
     """Epochs completed according to the backup (`0`: no backup).
+
+    `backup_dir` is the backup's folder when it is not `run_dir/backup`
+    (a worker's own folder under a multi-worker strategy).
 
     When the latest backup is unreadable (a crash while Keras wrote it), the
     previous epoch's copy replaces it and `say` reports it; when both are
@@ -293,7 +302,7 @@ def backup_epoch(run_dir, say=print) -> int:
     >>> backup_epoch("no_such_run")
     0
     """
-    backup = path(run_dir, BACKUP_DIR)
+    backup = path(run_dir, BACKUP_DIR) if backup_dir is None else os.fspath(backup_dir)
     weights = os.path.join(backup, BACKUP_WEIGHTS)
     metadata = os.path.join(backup, BACKUP_METADATA)
     if not os.path.exists(metadata) and not os.path.exists(weights):
@@ -317,9 +326,19 @@ def backup_epoch(run_dir, say=print) -> int:
         return int(json.load(f)["epoch"])
 
 
-def remove_backup(run_dir) -> None:
-    """Deletes `backup/` (once `run.json` records the run as finished)."""
-    shutil.rmtree(path(run_dir, BACKUP_DIR), ignore_errors=True)
+def remove_backup(run_dir, backup_dir=None) -> None:
+    """Deletes `backup/` (once `run.json` records the run as finished).
+
+    With `backup_dir` (one worker's folder under `backup/`), deletes that
+    folder, and `backup/` once no other worker's folder is left in it.
+    """
+    backup = path(run_dir, BACKUP_DIR)
+    if backup_dir is None:
+        shutil.rmtree(backup, ignore_errors=True)
+        return
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # another worker's backup is still there
+        os.rmdir(backup)
 
 
 def read_history(run_dir) -> dict:

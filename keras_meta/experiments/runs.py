@@ -5,8 +5,10 @@ arguments). The files of a run directory are those of
 `keras_meta.experiments.run_dir`.
 
 Running `train` again on an unfinished run directory resumes it at the
-last completed epoch, with the same episodes as an uninterrupted run
-(classification; regression tasks are re-seeded per resume).
+last completed epoch, with the same episodes as an uninterrupted run.
+`train(..., strategy=...)` trains under a `tf.distribute` strategy
+(`keras_meta.distribute`; docs/distributed.md). (A little over 400 lines:
+the strategy's checks and the workers' hand-over belong with `train`.)
 
 Example:
 
@@ -21,7 +23,7 @@ import os
 
 import keras
 
-from keras_meta import validation
+from keras_meta import distribute, validation
 from keras_meta.adapted import BATCH_NORM_CHOICES
 from keras_meta.experiments import protocols
 from keras_meta.experiments import run_dir as files
@@ -84,6 +86,7 @@ def train(
     fail_after_epochs: int | None = None,
     argv=None,
     crash_after_batches: int | None = None,
+    strategy: str = "none",
 ) -> dict:
     """Trains (or resumes) a run; returns the final `run.json` state.
 
@@ -97,6 +100,10 @@ def train(
         argv: the command line, recorded in `config.json`.
         crash_after_batches: kill the process after this many training
             batches of this call (for tests of resumption after a crash).
+        strategy: `"none"`, `"mirrored"` or `"multi-worker"` (see
+            `keras_meta.distribute.make_strategy`; multi-worker reads
+            `TF_CONFIG`). Not part of the configuration: a run may be resumed
+            under another strategy. `meta_batch_size` is the global batch.
 
     Example:
 
@@ -105,31 +112,91 @@ def train(
     run_dir = os.fspath(run_dir)
     say = print if verbose else (lambda *a, **k: None)
     config, _ = prepare_run(run_dir, protocol, overrides)
+    # Before anything else touches TensorFlow: a multi-worker strategy must
+    # be made before any other op of the process.
+    strategy = _make_strategy(strategy, config.meta_batch_size)
+    chief = distribute.is_chief(strategy)
+    backup = distribute.worker_backup(strategy, files.path(run_dir, files.BACKUP_DIR))
+    # Deleted only once run.json says "finished" (see _start_epoch).
+    backup.delete_checkpoint = False
+    multi_worker = backup.backup_dir != files.path(run_dir, files.BACKUP_DIR)
     # Data problems (missing files, too few classes for the ways) surface
     # here, before anything is written.
     source = EpisodeSource(config)
-    source.train(start=0)
+    source.train_episodes(start=0)
     source.fixed("validation", config.val_episodes)
-    with files.locked(run_dir):
+    # Another worker on this machine may share run_dir: each holds the lock
+    # of the folder it writes, the chief run_dir's, the others their backup's.
+    with files.locked(run_dir if chief else backup.backup_dir):
         # Again under the lock: another process may have started this run
         # (or finished it) since.
         config, resuming = prepare_run(run_dir, protocol, overrides)
-        if not resuming:
+        if not resuming and chief:
             files.write_config(run_dir, config, argv)
         epochs, steps = config.epochs_and_steps
-        start_epoch = _start_epoch(run_dir, epochs, say)
+        if multi_worker:
+            files.backup_epoch(run_dir, say, backup.backup_dir)  # repairs a cut-short backup
+            # Every worker resumes from the same epoch (a collective op).
+            try:
+                start_epoch = distribute.resume_step(strategy, backup, steps) // steps
+            except ValueError as error:
+                raise RunError(str(error)) from None
+        else:
+            start_epoch = _start_epoch(run_dir, epochs, say)
+        learner = None
         if start_epoch < epochs:
             learner = _fit(run_dir, config, source, start_epoch, fail_after_epochs,
-                           crash_after_batches, verbose)
+                           crash_after_batches, verbose, strategy, backup, chief)
         else:
             say(f"{run_dir} had trained all {epochs} epochs; recording it as finished.")
-            learner = keras.models.load_model(files.checkpoint_path(run_dir, "final"))
-        state = files.run_state(run_dir)
-        state.update(finished=True, finished_at=files.now())
-        files.write_json(files.path(run_dir, files.RUN_FILE), state)
-        files.remove_backup(run_dir)
-        _plot(run_dir, config, source, learner)
+        state = files.run_state(run_dir) if chief else {}
+        if chief:
+            state.update(finished=True, finished_at=files.now())
+            files.write_json(files.path(run_dir, files.RUN_FILE), state)
+        if multi_worker:
+            # No worker deletes its backup before run.json says "finished".
+            _barrier(strategy)
+            files.remove_backup(run_dir, backup.backup_dir)
+        else:
+            files.remove_backup(run_dir)
+        if chief:
+            if learner is None:
+                learner = keras.models.load_model(files.checkpoint_path(run_dir, "final"))
+            _plot(run_dir, config, source, learner)
     return state
+
+
+def _make_strategy(name: str, meta_batch_size: int):
+    """The strategy `name`; `RunError` for a bad `TF_CONFIG` or a global batch
+    that does not divide between the replicas."""
+
+    def check(replicas, what):
+        if meta_batch_size % replicas:
+            raise RunError(
+                f"--meta-batch-size (the global batch: episodes per meta-iteration across all "
+                f"replicas) must be a multiple of the number of replicas ({replicas}: {what}); "
+                f"received {meta_batch_size}"
+            )
+
+    try:
+        validation.check_choice("strategy", name, distribute.STRATEGIES)
+        if name == "multi-worker":
+            # Checked before the strategy connects to the other workers, so
+            # that every worker stops at once with the same error.
+            cluster = distribute._check_tf_config(os.environ.get("TF_CONFIG"))["cluster"]
+            check(sum(len(a) for a in cluster.values()), "the workers of TF_CONFIG")
+        strategy = distribute.make_strategy(name)
+    except ValueError as error:
+        raise RunError(str(error)) from None
+    check(strategy.num_replicas_in_sync, f"--strategy {name}")
+    return strategy
+
+
+def _barrier(strategy) -> None:
+    """Returns once every worker has reached it (a collective op)."""
+    import tensorflow as tf
+
+    strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
 
 
 def _start_epoch(run_dir, epochs, say) -> int:
@@ -149,13 +216,17 @@ def _start_epoch(run_dir, epochs, say) -> int:
     return 0
 
 
-def _fit(run_dir, config, source, start_epoch, fail_after_epochs, crash_after_batches, verbose):
+def _fit(run_dir, config, source, start_epoch, fail_after_epochs, crash_after_batches, verbose,
+         strategy, backup, chief):
     epochs, steps = config.epochs_and_steps
-    train_episodes = source.train(start=start_epoch * steps)
+    train_episodes = distribute.distribute_episodes(
+        strategy, source.train_episodes(start=start_epoch * steps), config.meta_batch_size
+    )
     val_episodes = source.fixed("validation", config.val_episodes)
     keras.utils.set_random_seed(config.seed)
-    learner = build_learner(config)
-    callbacks = run_callbacks(run_dir, config, val_episodes, start_epoch)
+    with strategy.scope():
+        learner = build_learner(config)
+    callbacks = run_callbacks(run_dir, config, val_episodes, start_epoch, backup, chief)
     if fail_after_epochs:
         callbacks.append(FailAfterEpochs(fail_after_epochs))
     if crash_after_batches:

@@ -138,27 +138,38 @@ class EpisodeSource:
                 f"episodes with {queries} queries per class: {error}"
             ) from None
 
-    def train(self, start: int = 0) -> tf.data.Dataset:
-        """Batches of training episodes, from meta-iteration `start` on."""
+    def train_episodes(self, start: int = 0) -> tf.data.Dataset:
+        """Single (unbatched) training episodes, from meta-iteration `start` on.
+
+        Episode `i` of the stream is the same whatever `start` is, so a
+        resumed run trains on the episodes an uninterrupted one would; batch
+        it by `meta_batch_size` (or give it to
+        `keras_meta.distribute.distribute_episodes`).
+        """
         c = self.config
         ways, shots, queries = c.train_episode_shape
+        first = start * c.meta_batch_size
         if c.is_regression:
-            # Sinusoid tasks are re-seeded per resume rather than skipped,
-            # which would generate every earlier task.
-            seed = c.seed if start == 0 else c.seed + 7919 * start
-            episodes = data.sinusoid(shots=shots, queries=queries, seed=seed)
-        else:
-            sampler = self._sampler("train", ways, shots, queries, c.seed)
-            seed = tf.constant(c.seed, tf.int64)
-            # Episode i of the stream is a pure function of (seed, i), so
-            # starting the counter at the episodes already seen resumes the
-            # exact stream of an uninterrupted run.
-            episodes = tf.data.Dataset.counter(start * c.meta_batch_size, dtype=tf.int64).map(
-                lambda i: sampler.sample(tf.stack([seed, i])),
-                num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True,
-            )
-        return episodes.batch(c.meta_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+            # The sinusoid stream is sequential: the episodes already trained
+            # on are sampled and dropped (seconds per thousand iterations).
+            episodes = data.sinusoid(shots=shots, queries=queries, seed=c.seed)
+            return episodes.skip(first) if first else episodes
+        sampler = self._sampler("train", ways, shots, queries, c.seed)
+        seed = tf.constant(c.seed, tf.int64)
+        # Episode i of the stream is a pure function of (seed, i), so
+        # starting the counter at the episodes already seen resumes the
+        # exact stream without sampling the skipped ones.
+        return tf.data.Dataset.counter(first, dtype=tf.int64).map(
+            lambda i: sampler.sample(tf.stack([seed, i])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+
+    def train(self, start: int = 0) -> tf.data.Dataset:
+        """Batches of training episodes, from meta-iteration `start` on."""
+        episodes = self.train_episodes(start)
+        batches = episodes.batch(self.config.meta_batch_size, drop_remainder=True)
+        return batches.prefetch(tf.data.AUTOTUNE)
 
     def fixed(self, split: str, num_episodes: int, seed: int | None = None) -> tf.data.Dataset:
         """A fixed set of single validation or test episodes."""
