@@ -53,8 +53,26 @@ STRATEGIES = ("none", "mirrored", "multi-worker")
 # ---------------------------------------------------------------------------
 # Strategies.
 # ---------------------------------------------------------------------------
-def _check_tf_config(text: str | None) -> dict:
-    """Parses `TF_CONFIG`, or raises a `ValueError` that says what is wrong."""
+def read_tf_config(text: str | None = None) -> dict:
+    """Parses `TF_CONFIG`, or raises a `ValueError` that says what is wrong.
+
+    Args:
+        text: the JSON text; by default the `TF_CONFIG` environment variable.
+
+    Returns:
+        The configuration as a dict (`"cluster"`, `"task"`), checked.
+
+    Example:
+
+    >>> from keras_meta import distribute
+    >>> config = distribute.read_tf_config(
+    ...     '{"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]},'
+    ...     ' "task": {"type": "worker", "index": 1}}')
+    >>> len(config["cluster"]["worker"]), config["task"]["index"]
+    (2, 1)
+    """
+    if text is None:
+        text = os.environ.get("TF_CONFIG")
     example = (
         'e.g. TF_CONFIG=\'{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
         '"task": {"type": "worker", "index": 0}}\''
@@ -134,7 +152,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    _check_tf_config(os.environ.get("TF_CONFIG"))
+    read_tf_config()
     _keras_compat.patch_multi_worker_scalar_logs()
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()

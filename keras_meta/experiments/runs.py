@@ -183,7 +183,7 @@ def _make_strategy(name: str, meta_batch_size: int):
         if name == "multi-worker":
             # Checked before the strategy connects to the other workers, so
             # that every worker stops at once with the same error.
-            cluster = distribute._check_tf_config(os.environ.get("TF_CONFIG"))["cluster"]
+            cluster = distribute.read_tf_config()["cluster"]
             check(sum(len(a) for a in cluster.values()), "the workers of TF_CONFIG")
         strategy = distribute.make_strategy(name)
     except ValueError as error:
