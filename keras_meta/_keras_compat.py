@@ -8,6 +8,7 @@ imports `keras.src` or reads a private Keras attribute.
 
 - loss scaling under `tf.distribute` (`keras.src.losses.loss`) and the
   wrapper that turns a loss function into a `keras.losses.Loss`;
+- whether a stateless scope is active, and Keras's Functional class;
 - the model attributes `_call_has_training_arg`, `_loss_tracker`,
   `_compile_metrics`, `_flatten_layers` and the fit-time build hook
   `_maybe_symbolic_build` / `_symbolic_build`;
@@ -35,6 +36,8 @@ __all__ = [
     "batch_moments_patch",
     "call_has_training_arg",
     "compiled_metrics",
+    "in_stateless_scope",
+    "is_functional",
     "loss_tracker",
     "nested_layers",
     "patch_multi_worker_scalar_logs",
@@ -59,6 +62,20 @@ def loss_tracker(model: keras.Model):
 def compiled_metrics(model: keras.Model):
     """The compiled metrics container of `model`, or `None` before compile."""
     return getattr(model, "_compile_metrics", None)
+
+
+def in_stateless_scope() -> bool:
+    """Whether Keras is tracing a `stateless_call` (no public query exists)."""
+    from keras.src.backend.common.stateless_scope import in_stateless_scope as inside
+
+    return inside()
+
+
+def is_functional(model) -> bool:
+    """Whether `model` is a Functional model (a `keras.Sequential` included)."""
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, (Functional, keras.Sequential))
 
 
 def nested_layers(model: keras.Model) -> list:

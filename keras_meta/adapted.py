@@ -37,10 +37,9 @@ import weakref
 
 import keras
 import tensorflow as tf
-from keras.src.backend.common.stateless_scope import in_stateless_scope
-from keras.src.models.functional import Functional
-from keras.src.trainers.data_adapters import data_adapter_utils
 
+from keras_meta import _keras_compat
+from keras_meta._serialization import from_config_with_model
 from keras_meta.validation import check_choice
 
 BATCH_NORM_CHOICES = ("support", "transductive", "running")
@@ -76,7 +75,7 @@ def _moving_statistics(model: keras.Model):
     """BatchNorm layers of `model` and the indices of their moving statistics."""
     index = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
     layers, positions = [], set()
-    for layer in model._flatten_layers(include_self=False):
+    for layer in _keras_compat.nested_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layers.append(layer)
             for v in (layer.moving_mean, layer.moving_variance):
@@ -148,7 +147,7 @@ class TransductiveModel(keras.Model):
         self.model = model
 
     def call(self, inputs, training=None):
-        if in_stateless_scope():
+        if _keras_compat.in_stateless_scope():
             # A caller's stateless scope already collects (and drops) updates.
             return self.model(inputs, training=True)
         with keras.StatelessScope():
@@ -170,11 +169,7 @@ class TransductiveModel(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        model = keras.saving.deserialize_keras_object(
-            config.pop("model"), custom_objects=custom_objects
-        )
-        return cls(model, **config)
+        return from_config_with_model(cls, config, custom_objects)
 
 
 # learner -> {(training, variable signature): (template model, traced step)}
@@ -211,7 +206,7 @@ def _install_shared_predict(learner, model: keras.Model, inner: keras.Model, tra
     def predict_function(data):
         outputs = []
         for batch in data:
-            x, _, _ = data_adapter_utils.unpack_x_y_sample_weight(batch)
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
             trainable = [tf.convert_to_tensor(v) for v in inner.trainable_variables]
             non_trainable = [tf.convert_to_tensor(v) for v in inner.non_trainable_variables]
             outputs.append(step(trainable, non_trainable, x))
@@ -239,7 +234,7 @@ def finish_adapted_model(learner, model: keras.Model, batch_norm: str) -> keras.
     symbolic = None
     if "input_shape" in spec:
         symbolic = keras.KerasTensor((None, *spec["input_shape"]), spec.get("input_dtype"))
-    if symbolic is not None and not isinstance(inner, (Functional, keras.Sequential)):
+    if symbolic is not None and not _keras_compat.is_functional(inner):
         # A subclassed model must have been called to export; its predict
         # (the shared step) never calls it, so call it once symbolically.
         inner(symbolic)

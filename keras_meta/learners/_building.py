@@ -12,6 +12,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_meta._serialization import from_config_with_model
+
 
 class BuildAndSerialize:
     """`build`, `build_meta_weights` and `get_config`/`from_config` of a learner."""
@@ -85,8 +87,4 @@ class BuildAndSerialize:
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        model = keras.saving.deserialize_keras_object(
-            config.pop("model"), custom_objects=custom_objects
-        )
-        return cls(model, **config)
+        return from_config_with_model(cls, config, custom_objects)
