@@ -90,3 +90,25 @@ def test_two_learners_tracing_at_once_leave_keras_unpatched():
         t.join(300)
     assert not errors, errors
     assert keras_tf_nn._compute_moments is original
+
+
+def test_only_the_compat_module_reaches_keras_internals():
+    # Every `keras.src` import and every private Keras attribute the package
+    # uses goes through keras_meta/_keras_compat.py, so a Keras release that
+    # changes one is fixed in one place.
+    import pathlib
+    import re
+
+    package = pathlib.Path(km.__file__).parent
+    private = re.compile(
+        r"keras\.src|\._flatten_layers|\._call_has_training_arg|\._loss_tracker"
+        r"|\._compile_metrics|\._compute_moments|\._symbolic_build|reduce_per_replica"
+    )
+    offenders = [
+        f"{path.relative_to(package)}:{number}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "_keras_compat.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if private.search(line)
+    ]
+    assert not offenders, "\n".join(offenders)
