@@ -133,8 +133,9 @@ def _check_label_kind(loss, support_y, batched: bool):
     name = type(loss).__name__ if not isinstance(loss, str) else loss
     if task == "classification" and not support_y.dtype.is_integer:
         raise ValueError(
-            f"The compiled loss {name} is a classification loss: expected integer "
-            f"class labels `support_y` {lead}S] (and query labels {lead}Q]); received "
+            f"The compiled loss {name} is a classification loss (the learner is a "
+            f"classifier): expected integer class labels `support_y` {lead}S] (and query "
+            f"labels {lead}Q]); received "
             f"{support_y.dtype.name} labels of shape {_shape(support_y)}. Cast them to "
             "int (e.g. `y.astype('int32')`, dropping a trailing axis of size 1), or "
             "compile a regression loss for float targets."
