@@ -13,6 +13,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["keras_meta", "keras_meta.*"]),
+    # Class lists of the standard few-shot splits ship as data files.
+    package_data={"keras_meta.data": ["class_lists/*.txt"]},
     python_requires=">=3.10",
     install_requires=[
         "keras>=3.3",
@@ -26,7 +28,11 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
-        "test": ["pytest>=7", "pytest-timeout", "ruff"],
+        # Weights & Biases logging (`keras-meta train --wandb`), never required.
+        "wandb": ["wandb"],
+        # scikit-learn's digits are the real cross-domain target of the tests
+        # and of examples/cross_domain.py.
+        "test": ["pytest>=7", "pytest-timeout", "ruff", "scikit-learn", "wandb"],
     },
     entry_points={"console_scripts": ["keras-meta=keras_meta.cli:main"]},
     classifiers=[
