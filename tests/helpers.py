@@ -315,3 +315,61 @@ def assert_exports_serve(learner, x, folder, expected=None, rtol=1e-5, atol=1e-6
         atol=atol,
     )
     return adapted, meta
+
+
+# ---------------------------------------------------------------------------
+# Loopback workers of MultiWorkerMirroredStrategy.
+# ---------------------------------------------------------------------------
+REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def free_ports(n):
+    """`n` distinct free TCP ports on 127.0.0.1 (held open together while chosen)."""
+    import contextlib
+    import socket
+
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+def start_loopback_worker(command, ports, index, log_path, extra_env=None):
+    """Starts worker `index` of a cluster on 127.0.0.1 `ports` running `command`.
+
+    The worker gets its own `TF_CONFIG`, this checkout on `PYTHONPATH` and CPU
+    collectives (whatever accelerator the machine has); its output goes to
+    `log_path`; it runs in its own session so `stop_workers` can kill what
+    it started.
+    """
+    import json
+    import os
+    import subprocess
+
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    env = dict(os.environ)
+    env.update(
+        TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        PYTHONPATH=os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]),
+        KERAS_BACKEND="tensorflow",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="",
+        **(extra_env or {}),
+    )
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def stop_workers(procs):
+    """Kills the process group of every worker in `procs` still running."""
+    import os
+    import signal
+
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(30)

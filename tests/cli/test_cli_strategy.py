@@ -9,10 +9,6 @@ does with its own script.
 
 import contextlib
 import json
-import os
-import pathlib
-import signal
-import socket
 import subprocess
 import sys
 
@@ -20,11 +16,11 @@ import keras
 import numpy as np
 import pytest
 from cli_helpers import _error
+from helpers import free_ports, start_loopback_worker, stop_workers
 
 from keras_meta import distribute
 from keras_meta.cli import STRATEGIES, main
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 TIMEOUT = 420  # seconds for one run of the two workers
 
 
@@ -73,8 +69,10 @@ def test_mirrored_trains_as_none_and_resumes_a_run_of_another_strategy(tmp_path,
     [
         (None, "TF_CONFIG environment variable, which is not set"),
         ("{not json", "TF_CONFIG must be JSON"),
-        ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}',
-         "index\" must be an integer in [0, 1)"),
+        (
+            '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}',
+            'index" must be an integer in [0, 1)',
+        ),
     ],
 )
 def test_a_missing_or_invalid_tf_config_is_a_one_line_error(
@@ -110,47 +108,20 @@ def test_a_global_batch_that_does_not_divide_between_the_workers_is_an_error(
 # ---------------------------------------------------------------------------
 # Two workers on loopback.
 # ---------------------------------------------------------------------------
-def _free_ports(n):
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-
-
 @contextlib.contextmanager
 def _workers(outs, logs):
     """Starts one `keras-meta train --strategy multi-worker` per entry of `outs`;
     kills whatever is still running on the way out."""
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(len(outs))]}
+    ports = free_ports(len(outs))
     procs = []
     try:
         for index, out in enumerate(outs):
-            env = dict(os.environ)
-            env.update(
-                TF_CONFIG=json.dumps(
-                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
-                ),
-                PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
-                KERAS_BACKEND="tensorflow",
-                TF_CPP_MIN_LOG_LEVEL="2",
-                CUDA_VISIBLE_DEVICES="",  # CPU collectives, whatever the machine has
-            )
             command = [sys.executable, "-m", "keras_meta.cli",
                        *_sine_args(out, "--strategy", "multi-worker")]  # fmt: skip
-            with open(logs / f"worker-{index}.txt", "w") as log:
-                procs.append(
-                    subprocess.Popen(
-                        command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )  # fmt: skip
+            procs.append(start_loopback_worker(command, ports, index, logs / f"worker-{index}.txt"))
         yield procs
     finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(30)
+        stop_workers(procs)
 
 
 def _wait(procs, logs):

@@ -17,21 +17,18 @@ Each run starts two TensorFlow processes (about a minute on a shared 2-core
 machine), so the tests are slow.
 """
 
-import contextlib
 import importlib.util
 import json
 import os
 import pathlib
-import signal
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from helpers import free_ports, start_loopback_worker, stop_workers
 
 HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 WORKER_SCRIPT = HERE / "_worker.py"
 TIMEOUT = 420  # seconds for one run of the two workers
 
@@ -42,14 +39,6 @@ _spec.loader.exec_module(worker)
 pytestmark = pytest.mark.slow
 
 
-def free_ports(n):
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-
-
 class Cluster:
     """Starts the two workers; `stop()` kills whatever is still running."""
 
@@ -58,32 +47,13 @@ class Cluster:
 
     def start(self, mode, extra_env=None):
         extra_env = extra_env or {}
-        cluster = {"worker": [f"127.0.0.1:{p}" for p in self.ports]}
+        command = [sys.executable, str(WORKER_SCRIPT), mode, str(self.out)]
         self.procs = []
         for index in range(len(self.ports)):
-            env = dict(os.environ)
-            env.update(
-                TF_CONFIG=json.dumps(
-                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
-                ),
-                PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
-                KERAS_BACKEND="tensorflow",
-                TF_CPP_MIN_LOG_LEVEL="2",
-                CUDA_VISIBLE_DEVICES="",  # CPU collectives, whatever the machine has
-                **extra_env.get(index, {}),
-            )
-            log = open(self.out / f"log-{mode}-{index}-{len(os.listdir(self.out))}.txt", "w")
+            log = self.out / f"log-{mode}-{index}-{len(os.listdir(self.out))}.txt"
             self.procs.append(
-                subprocess.Popen(
-                    [sys.executable, str(WORKER_SCRIPT), mode, str(self.out)],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+                start_loopback_worker(command, self.ports, index, log, extra_env.get(index))
             )
-            log.close()
 
     def wait(self, index, timeout=TIMEOUT):
         try:
@@ -93,10 +63,7 @@ class Cluster:
             pytest.fail(f"worker {index} still running after {timeout} s\n{self.logs()}")
 
     def stop(self):
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(30)
+        stop_workers(self.procs)
 
     def logs(self):
         return "\n".join(
