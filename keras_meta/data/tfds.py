@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta.data import _images
-from keras_meta.validation import check_choice
+from keras_meta.validation import check_bool, check_choice
 
 # CIFAR-100's fine label names by label id (its meta file's order, which is alphabetical);
 # written out rather than read from TFDS, whose mocked or unprepared info has no names.
@@ -152,6 +152,7 @@ def _read_tfds(
 
     check_choice("color_mode", color_mode, (None, "grayscale", "rgb"))
     check_choice("dtype", dtype, ("float32", "uint8"))
+    check_bool("download", download)
     size = _images.check_image_size(image_size)
     dataset, info = tfds.load(
         name,

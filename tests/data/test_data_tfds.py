@@ -223,6 +223,8 @@ def test_errors(tmp_path):
             loader("val")
     with pytest.raises(TypeError, match=r"`crop_to_box` must be"):
         km.data.cub("test", crop_to_box="yes")
+    with pytest.raises(TypeError, match=r"`download` must be"):
+        km.data.fc100("test", download="no")
     with pytest.raises(ValueError, match=r"`benchmark` must be one of .*'imagenet'"):
         km.data.benchmark_classes("imagenet", "test")
     (tmp_path / "fc100_test.txt").write_text("# made up\nbeaver\nunicorn\n")
