@@ -1,6 +1,7 @@
 """Episodic task generators: `tf.data` pipelines of N-way K-shot episodes."""
 
 from keras_meta.data.augment import rotate_classes, rotate_images
+from keras_meta.data.benchmarks import CIFAR_FS_CLASSES, benchmark_classes, cifar_fs, cub, fc100
 from keras_meta.data.episodes import EpisodeSampler, episodes
 from keras_meta.data.folders import image_folder
 from keras_meta.data.omniglot import omniglot
@@ -11,15 +12,18 @@ from keras_meta.data.regression import (
 )
 from keras_meta.data.splits import ClassSplit, split_classes
 from keras_meta.data.streaming import StreamingEpisodeSampler, stream_episodes
-from keras_meta.data.tfds import CIFAR_FS_CLASSES, cifar_fs, from_tfds
+from keras_meta.data.tfds import from_tfds
 
 __all__ = [
     "CIFAR_FS_CLASSES",
     "ClassSplit",
     "EpisodeSampler",
     "StreamingEpisodeSampler",
+    "benchmark_classes",
     "cifar_fs",
+    "cub",
     "episodes",
+    "fc100",
     "from_tfds",
     "image_folder",
     "linear_regression",

@@ -1,4 +1,7 @@
-"""Image-classification datasets from TensorFlow Datasets, and the CIFAR-FS split."""
+"""Image-classification datasets from TensorFlow Datasets, read into arrays.
+
+The few-shot benchmarks built on them (CIFAR-FS, FC100, CUB) are in `benchmarks`.
+"""
 
 import os
 from collections.abc import Sequence
@@ -7,125 +10,19 @@ import numpy as np
 import tensorflow as tf
 
 from keras_meta.data import _images
-from keras_meta.validation import check_choice
+from keras_meta.validation import check_bool, check_choice
 
-# CIFAR-FS (Bertinetto et al., 2019, "Meta-learning with differentiable closed-form
-# solvers"): 64/16/20 CIFAR-100 fine classes, as distributed with the paper's code and
-# reproduced in torchmeta
-# (torchmeta/datasets/assets/cifar100/cifar-fs/{train,val,test}.json).
-CIFAR_FS_CLASSES: dict[str, tuple[str, ...]] = {
-    "train": (
-        "dolphin",
-        "seal",
-        "aquarium_fish",
-        "ray",
-        "trout",
-        "orchid",
-        "sunflower",
-        "tulip",
-        "bottle",
-        "bowl",
-        "can",
-        "cup",
-        "plate",
-        "apple",
-        "mushroom",
-        "orange",
-        "pear",
-        "clock",
-        "keyboard",
-        "chair",
-        "couch",
-        "bee",
-        "caterpillar",
-        "cockroach",
-        "bear",
-        "lion",
-        "tiger",
-        "wolf",
-        "bridge",
-        "castle",
-        "house",
-        "road",
-        "skyscraper",
-        "cloud",
-        "forest",
-        "mountain",
-        "elephant",
-        "kangaroo",
-        "porcupine",
-        "possum",
-        "raccoon",
-        "skunk",
-        "lobster",
-        "spider",
-        "boy",
-        "girl",
-        "dinosaur",
-        "lizard",
-        "snake",
-        "turtle",
-        "hamster",
-        "mouse",
-        "rabbit",
-        "shrew",
-        "squirrel",
-        "oak_tree",
-        "palm_tree",
-        "pine_tree",
-        "willow_tree",
-        "bus",
-        "train",
-        "lawn_mower",
-        "streetcar",
-        "tank",
-    ),
-    "validation": (
-        "beaver",
-        "otter",
-        "flatfish",
-        "shark",
-        "lamp",
-        "television",
-        "beetle",
-        "butterfly",
-        "sea",
-        "camel",
-        "cattle",
-        "crab",
-        "crocodile",
-        "maple_tree",
-        "motorcycle",
-        "tractor",
-    ),
-    "test": (
-        "whale",
-        "poppy",
-        "rose",
-        "sweet_pepper",
-        "telephone",
-        "bed",
-        "table",
-        "wardrobe",
-        "leopard",
-        "plain",
-        "chimpanzee",
-        "fox",
-        "snail",
-        "worm",
-        "baby",
-        "man",
-        "woman",
-        "bicycle",
-        "pickup_truck",
-        "rocket",
-    ),
-}
-
-
-# CIFAR-100's fine label ids are the alphabetical ranks of the names (its meta file's order).
+# CIFAR-100's fine label names by label id (its meta file's order, which is alphabetical);
+# written out rather than read from TFDS, whose mocked or unprepared info has no names.
 CIFAR100_FINE_LABELS: tuple[str, ...] = tuple(
-    sorted(name for names in CIFAR_FS_CLASSES.values() for name in names)
+    """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+    butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch
+    crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo
+    keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse
+    mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy
+    porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper
+    snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television
+    tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
 )
 
 
@@ -192,10 +89,70 @@ def from_tfds(
     >>> x, y = km.data.from_tfds("omniglot", split="train", image_size=28,
     ...                          color_mode="grayscale", invert=True)   # doctest: +SKIP
     """
+    images, labels, names, info = _read_tfds(
+        name,
+        split,
+        image_size=image_size,
+        classes=classes,
+        color_mode=color_mode,
+        invert=invert,
+        image_key=image_key,
+        label_key=label_key,
+        data_dir=data_dir,
+        download=download,
+        dtype=dtype,
+    )
+    if with_info:
+        return images, labels, {"class_names": names, "tfds_info": info}
+    return images, labels
+
+
+def _crop_to_box(image: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
+    """Crops an `[h, w, c]` image to a TFDS bounding box `[ymin, xmin, ymax, xmax]`.
+
+    The box is in fractions of the image; its edges are rounded to the nearest pixel
+    (TFDS stores pixel boxes divided by the image size, so this recovers them), and
+    the crop keeps at least one pixel in each direction.
+    """
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    box = tf.cast(box, tf.float32)
+
+    def edges(low, high, size):
+        low = tf.cast(tf.round(low * tf.cast(size, tf.float32)), tf.int32)
+        high = tf.cast(tf.round(high * tf.cast(size, tf.float32)), tf.int32)
+        low = tf.clip_by_value(low, 0, size - 1)
+        return low, tf.clip_by_value(high, low + 1, size)
+
+    top, bottom = edges(box[0], box[2], height)
+    left, right = edges(box[1], box[3], width)
+    return image[top:bottom, left:right]
+
+
+def _read_tfds(
+    name,
+    split,
+    *,
+    image_size=None,
+    classes=None,
+    color_mode=None,
+    invert=False,
+    image_key="image",
+    label_key="label",
+    data_dir=None,
+    download=True,
+    dtype="float32",
+    box_key=None,
+):
+    """`from_tfds`, returning `(images, labels, label_names, tfds_info)`.
+
+    With `box_key`, each image is first cropped to the bounding box in that feature.
+    """
     import tensorflow_datasets as tfds
 
     check_choice("color_mode", color_mode, (None, "grayscale", "rgb"))
     check_choice("dtype", dtype, ("float32", "uint8"))
+    check_bool("download", download)
     size = _images.check_image_size(image_size)
     dataset, info = tfds.load(
         name,
@@ -206,7 +163,8 @@ def from_tfds(
         shuffle_files=False,
     )
     features = info.features
-    for key, what in ((image_key, "image_key"), (label_key, "label_key")):
+    keys = ((image_key, "image_key"), (label_key, "label_key"))
+    for key, what in keys + (((box_key, "box_key"),) if box_key is not None else ()):
         if key not in features:
             raise ValueError(
                 f"The TFDS dataset {name!r} has no feature {key!r} (from `{what}`); "
@@ -216,7 +174,10 @@ def from_tfds(
     label_feature = features[label_key]
     names = list(label_feature.names) if hasattr(label_feature, "names") else None
 
-    dataset = dataset.map(lambda ex: (ex[image_key], ex[label_key]))
+    if box_key is None:
+        dataset = dataset.map(lambda ex: (ex[image_key], ex[label_key]))
+    else:
+        dataset = dataset.map(lambda ex: (_crop_to_box(ex[image_key], ex[box_key]), ex[label_key]))
     if classes is not None:
         keep = tf.constant(_class_ids(classes, names), tf.int64)
         dataset = dataset.filter(
@@ -265,53 +226,4 @@ def from_tfds(
         ) from error
     if not images:
         raise ValueError(f"No examples in TFDS {name!r} split {split!r} for classes={classes}.")
-    images, labels = np.concatenate(images), np.concatenate(labels)
-    if with_info:
-        return images, labels, {"class_names": names, "tfds_info": info}
-    return images, labels
-
-
-def cifar_fs(
-    split: str = "train",
-    data_dir: str | os.PathLike | None = None,
-    download: bool = True,
-    image_size: int | tuple[int, int] | None = None,
-    dtype: str = "float32",
-) -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-FS: one of its 64/16/20-class splits of CIFAR-100, 600 images per class.
-
-    Reads TFDS `cifar100` (`train+test`) and keeps the classes of
-    `CIFAR_FS_CLASSES[split]`, the split of Bertinetto et al. (2019) as distributed with
-    torchmeta.
-
-    Args:
-        split: `"train"` (64 classes), `"validation"` (16) or `"test"` (20).
-        data_dir: TFDS data directory.
-        download: let TFDS download CIFAR-100 if needed.
-        image_size: optional resize (CIFAR-FS uses the native 32x32).
-        dtype: `"float32"` or `"uint8"` (a quarter of the memory), as in `from_tfds`.
-
-    Returns:
-        `(images, labels)`: float32 `[n, 32, 32, 3]` in `[0, 1]`, int64 CIFAR-100 fine
-        label ids.
-
-    Example:
-
-    >>> import keras_meta as km
-    >>> x, y = km.data.cifar_fs("test")                       # doctest: +SKIP
-    >>> test_episodes = km.data.episodes(x, y, ways=5, shots=1, queries=15,
-    ...                                  seed=0, num_episodes=600)   # doctest: +SKIP
-    """
-    if split not in CIFAR_FS_CLASSES:
-        raise ValueError(
-            f"`split` must be one of {list(CIFAR_FS_CLASSES)}; received split={split!r}."
-        )
-    return from_tfds(
-        "cifar100",
-        split="train+test",
-        image_size=image_size,
-        classes=[CIFAR100_FINE_LABELS.index(c) for c in CIFAR_FS_CLASSES[split]],
-        data_dir=data_dir,
-        download=download,
-        dtype=dtype,
-    )
+    return np.concatenate(images), np.concatenate(labels), names, info
