@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 
 import keras
@@ -88,16 +89,18 @@ def download_omniglot(
     if not os.access(path, os.W_OK):
         # get_file would silently download to /tmp/.keras instead.
         raise PermissionError(f"Cannot download the Omniglot archives into {path!r}: not writable.")
-    archives = []
-    for s in SPLITS if split == "all" else (split,):
-        name = f"images_{s}.zip"
+    names = [f"images_{s}.zip" for s in (SPLITS if split == "all" else (split,))]
+    # All digests are checked before anything is fetched.
+    for name in names:
         expected = checksums.get(name)
-        if not isinstance(expected, str):
+        if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", expected):
             raise ValueError(
-                f"`checksums` must give the SHA-256 of {name!r} as a hex string; received "
+                f"`checksums` must give the SHA-256 of {name!r} as 64 hex digits; received "
                 f"{expected!r} (keys: {sorted(checksums)})."
             )
-        expected = expected.lower()
+    archives = []
+    for name in names:
+        expected = checksums[name].lower()
         target = os.path.join(path, name)
         if os.path.isfile(target):
             found = _sha256(target)
