@@ -5,13 +5,14 @@ import os
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Mapping
 
 import numpy as np
 
 from keras_meta.data import _images
-from keras_meta.validation import check_choice
+from keras_meta.data._omniglot_download import OMNIGLOT_ORIGIN, SPLITS, download_omniglot
+from keras_meta.validation import check_bool, check_choice
 
-SPLITS = ("background", "evaluation")
 _OFFICIAL_SIZE = 105
 # Bump when the decoded arrays change, so stale caches are not reused.
 _CACHE_FORMAT = 1
@@ -66,8 +67,26 @@ def _resolve_sources(path, split):
         f"Could not find the Omniglot {' and '.join(missing)} split in {path!r}: "
         "neither "
         + " nor ".join(f"images_{s}.zip or images_{s}/" for s in missing)
-        + f" is there. {_LAYOUT}"
+        + f" is there. {_LAYOUT} Pass download=True to fetch the official archives."
     )
+
+
+def _missing_splits(path, split):
+    """The splits that `path` (a folder, or nothing yet) holds neither as zip nor folder."""
+    wanted = SPLITS if split == "all" else (split,)
+    if os.path.isfile(path):
+        return []
+    if not os.path.isdir(path):
+        return list(wanted)
+    missing = [
+        s
+        for s in wanted
+        if not os.path.isfile(os.path.join(path, f"images_{s}.zip"))
+        and not os.path.isdir(os.path.join(path, f"images_{s}"))
+    ]
+    if len(missing) == len(wanted) and _looks_like_split_folder(path):
+        return []
+    return missing
 
 
 def _direct_split(path, split):
@@ -261,6 +280,9 @@ def omniglot(
     cache_dir: str | os.PathLike | None = None,
     interpolation: str = "lanczos",
     dtype: str = "float32",
+    download: bool = False,
+    origin: str = OMNIGLOT_ORIGIN,
+    checksums: Mapping[str, str] | None = None,
 ):
     """Loads Omniglot from the official archives (zip) or their extracted folders.
 
@@ -293,6 +315,13 @@ def omniglot(
         dtype: `"float32"` (values in `[0, 1]`) or `"uint8"` (ink = 255, a quarter of
             the memory): sample them with `episodes(..., scale=255)` for episodes
             bit-identical to the float32 ones.
+        download: when `path` lacks the archives (or folders) of `split`, fetch the
+            official archives into `path` with `download_omniglot`, checked against
+            their pinned SHA-256 (`OMNIGLOT_SHA256`).
+        origin: the folder URL to download from (`OMNIGLOT_ORIGIN`, the official
+            repository, by default), e.g. a mirror or a `file://` URL.
+        checksums: `{archive name: sha256}` of the archives at `origin`; `None` for
+            those of the official archives.
 
     Returns:
         `(images, labels)`, or `(images, labels, info)` with `with_info=True`: images
@@ -312,6 +341,9 @@ def omniglot(
     size = _images.check_image_size(image_size) or (_OFFICIAL_SIZE, _OFFICIAL_SIZE)
     _images.check_resample(interpolation)
     path = os.fspath(path)
+    if check_bool("download", download):
+        for missing in _missing_splits(path, split):
+            download_omniglot(path, missing, origin, checksums)
     parts = [
         (
             s,

@@ -68,8 +68,10 @@ class StreamingEpisodeSampler(EpisodeSampler):
         ways, shots, queries, seed, num_episodes, drop_small_classes, augment,
             transform: as for `EpisodeSampler`.
         image_size: an int or `(height, width)`: images of another size are resized
-            with `tf.image.resize(method=interpolation, antialias=True)`; `None` keeps
-            the stored size, which must be that of the first image for all.
+            with `tf.image.resize(method=interpolation, antialias=True)`; `None` takes
+            the source's `image_size` (a `ClassFiles` from `mini_imagenet` or
+            `tiered_imagenet` has one), else keeps the stored size, which must then be
+            that of the first image for all.
         color_mode: `"rgb"`, `"grayscale"` or `"rgba"`.
         interpolation: `tf.image.resize` method, e.g. `"bilinear"` or `"area"`.
         invert: return `1 - image`.
@@ -113,6 +115,9 @@ class StreamingEpisodeSampler(EpisodeSampler):
         self.color_mode = check_choice("color_mode", color_mode, tuple(_CHANNELS))
         self.interpolation = check_choice("interpolation", interpolation, _METHODS)
         self.invert = bool(invert)
+        if image_size is None:
+            # A loader's source (e.g. mini_imagenet's ClassFiles) knows its benchmark size.
+            image_size = getattr(source, "image_size", None)
         self.image_size = _images.check_image_size(image_size)
         self.class_names, class_files = _class_files(source, extensions)
         files = [f for paths in class_files for f in paths]

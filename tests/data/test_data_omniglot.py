@@ -1,6 +1,8 @@
 """Omniglot loading: official layout from zips and folders, caching, errors, real data."""
 
+import hashlib
 import os
+import pathlib
 import shutil
 import zipfile
 
@@ -234,3 +236,114 @@ def test_uint8_images_are_the_float32_images_in_a_quarter_of_the_memory(fixture_
         np.testing.assert_array_equal(qa, qb)
     with pytest.raises(ValueError, match=r"`dtype` must be one of.*received dtype='uint16'"):
         km.data.omniglot(zips, dtype="uint16")
+
+
+# Download: from a file:// origin (no network here), checked against SHA-256 digests.
+
+
+def sha256(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def test_download_from_a_file_origin_then_load(fixture_dirs, tmp_path):
+    _, mirror, cache = fixture_dirs
+    checksums = {p.name: sha256(p) for p in mirror.glob("*.zip")}
+    target = tmp_path / "fetched" / "omniglot"
+    x, y, info = km.data.omniglot(
+        target, "all", with_info=True, cache=False,
+        download=True, origin=mirror.as_uri(), checksums=checksums,
+    )
+    # The archives were copied byte for byte, and nothing else was left behind.
+    assert sorted(p.name for p in target.iterdir()) == sorted(checksums)
+    for name in checksums:
+        assert (target / name).read_bytes() == (mirror / name).read_bytes()
+    # Loading them is loading the origin's archives.
+    xr, yr, info_r = km.data.omniglot(mirror, "all", with_info=True, cache=False)
+    np.testing.assert_array_equal(x, xr)
+    np.testing.assert_array_equal(y, yr)
+    assert info["split"].tolist() == info_r["split"].tolist()
+    # Present archives are not fetched again: the origin may be gone.
+    gone = (tmp_path / "gone").as_uri()
+    km.data.omniglot(target, "all", cache_dir=cache, download=True, origin=gone)
+    assert km.data.download_omniglot(target, origin=gone, checksums=checksums) == [
+        str(target / "images_background.zip"),
+        str(target / "images_evaluation.zip"),
+    ]
+
+
+def test_download_fetches_only_the_missing_split(fixture_dirs, tmp_path):
+    folders, mirror, _ = fixture_dirs
+    checksums = {p.name: sha256(p) for p in mirror.glob("*.zip")}
+    target = tmp_path / "partial"
+    shutil.copytree(folders / "images_background", target / "images_background")
+    km.data.omniglot(
+        target, "all", cache=False, download=True, origin=mirror.as_uri(), checksums=checksums
+    )
+    assert sorted(p.name for p in target.iterdir()) == [
+        "images_background",
+        "images_evaluation.zip",
+    ]
+
+
+def test_download_with_a_wrong_checksum_is_a_clear_error_and_leaves_nothing(
+    fixture_dirs, tmp_path
+):
+    _, mirror, _ = fixture_dirs
+    checksums = {p.name: sha256(p) for p in mirror.glob("*.zip")}
+    checksums["images_evaluation.zip"] = "0" * 64
+    target = tmp_path / "omniglot"
+    found = sha256(mirror / "images_evaluation.zip")
+    with pytest.raises(ValueError, match=f"has SHA-256 {found}, not the expected {'0' * 64}"):
+        km.data.omniglot(
+            target, "evaluation", download=True, origin=mirror.as_uri(), checksums=checksums
+        )
+    assert list(target.iterdir()) == []
+    # Without download, the missing archive is the usual error, which suggests download.
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        km.data.omniglot(target, "evaluation")
+    # An archive already there with another digest is an error, and is left alone.
+    shutil.copy(mirror / "images_background.zip", target / "images_evaluation.zip")
+    with pytest.raises(ValueError, match="already there but its SHA-256 is"):
+        km.data.download_omniglot(target, "evaluation", mirror.as_uri(), checksums)
+    assert sha256(target / "images_evaluation.zip") == sha256(mirror / "images_background.zip")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"split": "train"}, ValueError, "split"),
+        ({"origin": None}, TypeError, "origin"),
+        ({"checksums": ["abc"]}, TypeError, "checksums"),
+        ({"checksums": {"images_background.zip": "ab"}}, ValueError, "64 hex digits.*'ab'"),
+        # Checked before anything is fetched: no download of the background archive.
+        ({"checksums": {"images_background.zip": "0" * 64}}, ValueError, "'images_evaluation"),
+    ],
+)
+def test_download_bad_arguments(tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        km.data.download_omniglot(tmp_path / "o", **kwargs)
+    with pytest.raises(TypeError, match="download"):
+        km.data.omniglot(tmp_path, download="yes")
+
+
+def test_pinned_origin_and_digests_are_those_tfds_pins():
+    """TFDS's omniglot builder pins the same official archives (URL, SHA-256)."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    table = pathlib.Path(tfds.__file__).parent / "url_checksums" / "omniglot.txt"
+    pinned = {}
+    for line in table.read_text().splitlines():
+        url, _, digest, *_ = line.split("\t")
+        pinned[url] = digest
+    for name, digest in km.data.OMNIGLOT_SHA256.items():
+        assert pinned[km.data.OMNIGLOT_ORIGIN + name] == digest
+
+
+def test_real_archives_download_from_a_file_origin(omniglot_dir, tmp_path):
+    """The real archives through the whole download path (the copies here are re-packed,
+    so their digests are not the official ones: the pins of a mirror are passed)."""
+    checksums = {n: sha256(omniglot_dir / n) for n in km.data.OMNIGLOT_SHA256}
+    paths = km.data.download_omniglot(tmp_path, "all", omniglot_dir.as_uri(), checksums)
+    for path in paths:
+        assert sha256(path) == checksums[pathlib.Path(path).name]
+    with zipfile.ZipFile(paths[1]) as archive:
+        assert sum(n.endswith(".png") for n in archive.namelist()) == 13180
