@@ -16,6 +16,7 @@ the same MAML step written with `torch.func` (`benchmarks/peers/`).
     python benchmarks/throughput.py --workloads maml-5w1s,protonet-60w
     python benchmarks/throughput.py --baseline HEAD~3 --repeats 5
     python benchmarks/throughput.py --jit                # XLA (jit_compile=True)
+    python benchmarks/throughput.py --baseline HEAD --this-env TF_ENABLE_ONEDNN_OPTS=0
 
 The machines this project runs on are shared: compare the ratios of one run,
 not absolute numbers across runs.
@@ -255,8 +256,8 @@ def matmul_gflops(size: int = 2048, repeats: int = 20) -> float:
 # ----------------------------------------------------------------------------
 # Driver.
 # ----------------------------------------------------------------------------
-def _run(tree: str, cfg: dict) -> dict:
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+def _run(tree: str, cfg: dict, extra_env: dict | None = None) -> dict:
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", **(extra_env or {})}
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--single", json.dumps({**cfg, "tree": tree})],
         capture_output=True,
@@ -305,10 +306,24 @@ def main(argv=None) -> None:
     parser.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
     parser.add_argument("--single", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--this-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment of this tree's runs only (e.g. TF_ENABLE_ONEDNN_OPTS=0 with "
+        "--baseline HEAD compares one setting on the same code)",
+    )
     args = parser.parse_args(argv)
     if args.single:
         print(json.dumps(run_one(json.loads(args.single))))
         return
+    args.this_env_dict = {}
+    for item in args.this_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--this-env takes KEY=VALUE; received {item!r}")
+        args.this_env_dict[key] = value
     names = [n for n in args.workloads.split(",") if n]
     unknown = sorted(set(names) - set(WORKLOADS))
     if unknown:
@@ -340,7 +355,8 @@ def _report(args, names, trees) -> None:
         f"{os.cpu_count()} CPUs, python {platform.python_version()}; float32 matmul "
         f"(2048²) {ceiling:.0f} GFLOP/s; best of {args.repeats} alternated runs, "
         f"{args.steps} steps each; baseline {args.baseline if 'base' in trees else 'none'}"
-        f"{'; XLA on' if args.jit else ''}\n"
+        f"{'; XLA on' if args.jit else ''}"
+        f"{'; this tree with ' + ' '.join(args.this_env) if args.this_env else ''}\n"
     )
     print(
         "| workload | base ms/step | this ms/step | speed-up | this tasks/s | GFLOP/step "
@@ -354,7 +370,7 @@ def _report(args, names, trees) -> None:
         best: dict[str, dict] = {}
         for _ in range(args.repeats):
             for label, tree in trees.items():
-                row = _run(tree, cfg)
+                row = _run(tree, cfg, args.this_env_dict if label == "this" else None)
                 if label not in best or row["step_ms"] < best[label]["step_ms"]:
                     best[label] = row
         this = best["this"]
