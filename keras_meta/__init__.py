@@ -4,8 +4,14 @@ from keras_meta._backend import check_backend as _check_backend
 
 _check_backend()
 
-from keras_meta import callbacks, data, inner_loop, inner_optimizers, models  # noqa: E402
-from keras_meta import ranking  # noqa: E402
+from keras_meta import (  # noqa: E402
+    callbacks,
+    data,
+    inner_loop,
+    inner_optimizers,
+    models,
+    ranking,  # noqa: E402
+)
 from keras_meta.distill import Distiller, distill  # noqa: E402
 from keras_meta.evaluation import evaluate  # noqa: E402
 from keras_meta.learners import (  # noqa: E402

@@ -1,9 +1,11 @@
 """Episodic task generators: `tf.data` pipelines of N-way K-shot episodes."""
 
+from keras_meta.data import transforms
 from keras_meta.data.augment import rotate_classes, rotate_images
 from keras_meta.data.episodes import EpisodeSampler, episodes
 from keras_meta.data.folders import image_folder
 from keras_meta.data.omniglot import omniglot
+from keras_meta.data.ranking import ranking
 from keras_meta.data.regression import (
     linear_regression,
     linear_regression_optimum,
@@ -25,9 +27,11 @@ __all__ = [
     "linear_regression",
     "linear_regression_optimum",
     "omniglot",
+    "ranking",
     "rotate_classes",
     "rotate_images",
     "sinusoid",
     "split_classes",
     "stream_episodes",
+    "transforms",
 ]
