@@ -10,7 +10,7 @@ from keras_meta import (  # noqa: E402
     inner_loop,
     inner_optimizers,
     models,
-    ranking,  # noqa: E402
+    ranking,
 )
 from keras_meta.distill import Distiller, distill  # noqa: E402
 from keras_meta.evaluation import evaluate  # noqa: E402
