@@ -70,7 +70,7 @@ class ListwiseSoftmaxLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):
-        grades, scores = _as_lists(y_true, y_pred, y_pred.dtype)
+        grades, scores = _as_lists(y_true, y_pred, self.dtype)
         total = tf.reduce_sum(grades, axis=-1, keepdims=True)
         target = tf.math.divide_no_nan(grades, total)
         return -tf.reduce_sum(target * tf.nn.log_softmax(scores, axis=-1), axis=-1)
@@ -102,7 +102,7 @@ class PairwiseLogisticLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):
-        grades, scores = _as_lists(y_true, y_pred, y_pred.dtype)
+        grades, scores = _as_lists(y_true, y_pred, self.dtype)
         # [..., n, n]: entry (i, j) compares item i with item j.
         better = tf.cast(grades[..., :, None] > grades[..., None, :], scores.dtype)
         margins = scores[..., :, None] - scores[..., None, :]
@@ -182,8 +182,12 @@ class NDCG(keras.metrics.Metric):
             name = "ndcg" if k is None else f"ndcg_{k}"
         super().__init__(name=name, dtype=dtype)
         self.k = k
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+        self.total = self.add_variable(
+            shape=(), initializer="zeros", dtype=self.dtype, name="total"
+        )
+        self.count = self.add_variable(
+            shape=(), initializer="zeros", dtype=self.dtype, name="count"
+        )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """Adds the NDCG@k of each list of `(y_true, y_pred)`."""
