@@ -257,7 +257,8 @@ def test_maml_meta_training_improves_query_ndcg():
     after = km.evaluate(learner, test, num_episodes=60, return_per_episode=True)
     # evaluate's NDCG is the per-episode query NDCG@5 of the adapted learner.
     assert set(after) >= {"ndcg_5", "ndcg_5_ci95"} and len(after["per_episode"]["ndcg_5"]) == 60
-    assert 0.0 <= min(after["per_episode"]["ndcg_5"]) and max(after["per_episode"]["ndcg_5"]) <= 1 + 1e-6
+    per_episode = after["per_episode"]["ndcg_5"]
+    assert 0.0 <= min(per_episode) and max(per_episode) <= 1 + 1e-6
     assert after["ndcg_5"] > before["ndcg_5"] + 0.08, (before["ndcg_5"], after["ndcg_5"])
     # A random order of 20 items with 5 equiprobable grades scores about 0.37.
     assert after["ndcg_5"] > 0.55

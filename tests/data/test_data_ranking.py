@@ -89,7 +89,7 @@ def test_nonlinear_scorers_and_noise():
     # Noise changes grades of the same items (same seed), not items.
     noisy = take(km.data.ranking(dim=5, queries=50, noise=1.0, seed=4), 20)
     clean = take(km.data.ranking(dim=5, queries=50, seed=4), 20)
-    for (nx, ny), (cx, cy) in zip(noisy, clean):
+    for (nx, _), (cx, _) in zip(noisy, clean):
         np.testing.assert_array_equal(nx["query_x"], cx["query_x"])
     changed = np.mean([np.mean(n[1] != c[1]) for n, c in zip(noisy, clean)])
     assert 0.3 < changed < 0.9

@@ -166,5 +166,5 @@ def test_unseeded_callables_still_work_in_the_hook():
     ds = km.data.episodes(x, y, 3, 1, 1, seed=0, transform=lambda v: v * 0.0)
     ex, _ = next(iter(ds))
     assert float(tf.reduce_max(ex["support_x"])) == 0.0
-    with pytest.raises(ValueError, match=r"must keep the leading dimension.*shape \(1, 12, 12, 1\)"):
+    with pytest.raises(ValueError, match=r"keep the leading dimension.*shape \(1, 12, 12, 1\)"):
         next(iter(km.data.episodes(x, y, 3, 1, 1, seed=0, transform=lambda v: v[:1])))
