@@ -233,9 +233,11 @@ def ranking_learner():
     net = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(32, "tanh"), keras.layers.Dense(1)]
     )
-    # A small inner rate: an untrained init barely moves in one step, and
-    # meta-training must find an init from which one step ranks well.
-    learner = km.MAML(net, inner_learning_rate=0.05, inner_steps=1, first_order=True)
+    # A small initial inner rate: an untrained init barely moves in one step;
+    # meta-training must find an init and rates from which one step ranks well.
+    learner = km.MAML(
+        net, inner_learning_rate=0.02, inner_steps=1, first_order=True, learn_inner_rates=True
+    )
     learner.compile(
         optimizer=keras.optimizers.Adam(1e-2),
         loss=km.ranking.ListwiseSoftmaxLoss(),
@@ -259,6 +261,7 @@ def test_maml_meta_training_improves_query_ndcg():
     assert set(after) >= {"ndcg_5", "ndcg_5_ci95"} and len(after["per_episode"]["ndcg_5"]) == 60
     per_episode = after["per_episode"]["ndcg_5"]
     assert 0.0 <= min(per_episode) and max(per_episode) <= 1 + 1e-6
-    assert after["ndcg_5"] > before["ndcg_5"] + 0.08, (before["ndcg_5"], after["ndcg_5"])
+    # Measured with three Keras seeds: about 0.44-0.49 before, 0.92-0.94 after.
+    assert after["ndcg_5"] > before["ndcg_5"] + 0.2, (before["ndcg_5"], after["ndcg_5"])
     # A random order of 20 items with 5 equiprobable grades scores about 0.37.
-    assert after["ndcg_5"] > 0.55
+    assert after["ndcg_5"] > 0.8
