@@ -168,3 +168,18 @@ def test_unseeded_callables_still_work_in_the_hook():
     assert float(tf.reduce_max(ex["support_x"])) == 0.0
     with pytest.raises(ValueError, match=r"keep the leading dimension.*shape \(1, 12, 12, 1\)"):
         next(iter(km.data.episodes(x, y, 3, 1, 1, seed=0, transform=lambda v: v[:1])))
+
+
+def test_streaming_sampler_hook_is_seeded_too(tmp_path):
+    for c in range(3):
+        for i in range(3):
+            png = tf.io.encode_png(np.full((6, 6, 1), 40 * c + 10 * i, np.uint8))
+            tf.io.write_file(str(tmp_path / f"class{c}" / f"{i}.png"), png)
+    t = T.GaussianNoise(0.2)
+    kwargs = dict(ways=2, shots=1, queries=1, color_mode="grayscale", seed=3)
+    clean = km.data.stream_episodes(str(tmp_path), **kwargs).take(2)
+    noisy = km.data.stream_episodes(str(tmp_path), transform=t, **kwargs).take(2)
+    for i, ((cx, _), (nx, _)) in enumerate(zip(clean, noisy)):
+        inputs = tf.concat([cx["support_x"], cx["query_x"]], axis=0)
+        expected = t(inputs, seed=_transform_key(tf.constant([3, i], tf.int64))).numpy()
+        np.testing.assert_array_equal(tf.concat([nx["support_x"], nx["query_x"]], 0), expected)
