@@ -265,3 +265,19 @@ def test_maml_meta_training_improves_query_ndcg():
     assert after["ndcg_5"] > before["ndcg_5"] + 0.2, (before["ndcg_5"], after["ndcg_5"])
     # A random order of 20 items with 5 equiprobable grades scores about 0.37.
     assert after["ndcg_5"] > 0.8
+
+
+def test_learner_with_ranking_loss_and_metric_saves_and_loads(tmp_path):
+    net = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, "tanh"), keras.layers.Dense(1)]
+    )
+    learner = km.MAML(net, inner_learning_rate=0.05, inner_steps=1)
+    learner.compile(
+        optimizer="adam", loss=km.ranking.PairwiseLogisticLoss(), metrics=[km.ranking.NDCG(3)]
+    )
+    learner.fit(km.data.ranking(dim=4, seed=0).batch(2), steps_per_epoch=1, epochs=1, verbose=0)
+    learner.save(tmp_path / "ranker.keras")
+    loaded = km.load_learner(tmp_path / "ranker.keras")
+    test = km.data.ranking(dim=4, seed=1, num_episodes=4)
+    a, b = km.evaluate(learner, test, num_episodes=4), km.evaluate(loaded, test, num_episodes=4)
+    assert a["ndcg_3"] == pytest.approx(b["ndcg_3"]) and a["loss"] == pytest.approx(b["loss"])

@@ -41,27 +41,13 @@ _TRANSFORM_SALT = 0x6E6F6973
 
 
 def _transform_key(key: tf.Tensor) -> tf.Tensor:
-    """The int64 `[2]` transform key of the episode whose key is `key`.
-
-    Example:
-
-    >>> import tensorflow as tf
-    >>> key = _transform_key(tf.constant([0, 3], tf.int64))
-    >>> key.dtype.name, tuple(key.shape)
-    ('int64', (2,))
-    """
+    """The int64 `[2]` transform key of the episode whose key is `key`."""
     key = tf.cast(key, tf.int64)
     return tf.cast(tf.random.experimental.stateless_fold_in(key, _TRANSFORM_SALT), tf.int64)
 
 
 def _accepts_seed(transform: Callable) -> bool:
-    """Whether `transform` takes a `seed=` argument (a stateless key).
-
-    Example:
-
-    >>> _accepts_seed(GaussianNoise(0.1)), _accepts_seed(abs)
-    (True, False)
-    """
+    """Whether `transform` takes a `seed=` argument (a stateless key)."""
     if isinstance(transform, Transform):
         return True
     try:
@@ -73,15 +59,7 @@ def _accepts_seed(transform: Callable) -> bool:
 
 
 def _call_transform(transform: Callable, inputs: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
-    """`transform(inputs)` for the episode of `key`, checked to keep the leading dimension.
-
-    Example:
-
-    >>> import tensorflow as tf
-    >>> out = _call_transform(GaussianNoise(0.0), tf.ones((2, 3)), tf.constant([0, 0]))
-    >>> out.numpy().tolist()
-    [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
-    """
+    """`transform(inputs)` for the episode of `key`, checked to keep the leading dimension."""
     if _accepts_seed(transform):
         outputs = transform(inputs, seed=_transform_key(key))
     else:
@@ -98,17 +76,7 @@ def _call_transform(transform: Callable, inputs: tf.Tensor, key: tf.Tensor) -> t
 
 
 def _transform_episode(transform: Callable, x: dict, query_y, key: tf.Tensor):
-    """The episode `(x, query_y)` with `transform` applied to its support and query inputs.
-
-    Example:
-
-    >>> import tensorflow as tf
-    >>> x = {"support_x": tf.ones((2, 1)), "support_y": tf.zeros((2, 1)),
-    ...      "query_x": tf.ones((1, 1))}
-    >>> tx, _ = _transform_episode(lambda v: 2 * v, x, tf.zeros((1, 1)), tf.constant([0, 0]))
-    >>> tx["query_x"].numpy().tolist()
-    [[2.0]]
-    """
+    """The episode `(x, query_y)` with `transform` applied to its support and query inputs."""
     num_support = tf.shape(x["support_x"])[0]
     inputs = tf.concat([x["support_x"], x["query_x"]], axis=0)
     outputs = _call_transform(transform, inputs, key)
@@ -119,15 +87,7 @@ def _transform_episode(transform: Callable, x: dict, query_y, key: tf.Tensor):
 
 
 def _transform_dataset(dataset: tf.data.Dataset, transform: Callable, seed) -> tf.data.Dataset:
-    """`dataset`'s episodes transformed, episode `i` with the key `(seed, i)`.
-
-    Example:
-
-    >>> import keras_meta as km
-    >>> ds = _transform_dataset(km.data.sinusoid(seed=0), lambda v: 0 * v, seed=0)
-    >>> float(next(iter(ds))[0]["query_x"][0, 0])
-    0.0
-    """
+    """`dataset`'s episodes transformed, episode `i` with the key `(seed, i)`."""
     keys, _ = _seeds.episode_keys(seed, None)
     return tf.data.Dataset.zip(dataset, keys).map(
         lambda episode, key: _transform_episode(transform, *episode, key),
