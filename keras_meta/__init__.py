@@ -4,7 +4,14 @@ from keras_meta._backend import check_backend as _check_backend
 
 _check_backend()
 
-from keras_meta import callbacks, data, inner_loop, inner_optimizers, models  # noqa: E402
+from keras_meta import (  # noqa: E402
+    callbacks,
+    data,
+    inner_loop,
+    inner_optimizers,
+    models,
+    ranking,
+)
 from keras_meta.distill import Distiller, distill  # noqa: E402
 from keras_meta.evaluation import evaluate  # noqa: E402
 from keras_meta.learners import (  # noqa: E402
@@ -48,6 +55,7 @@ __all__ = [
     "experiments",
     "inner_loop",
     "inner_optimizers",
+    "ranking",
 ]
 
 

@@ -13,6 +13,8 @@ MODULES = (
     "keras_meta",
     "keras_meta.learners",
     "keras_meta.data",
+    "keras_meta.data.transforms",
+    "keras_meta.ranking",
     "keras_meta.inner_loop",
     "keras_meta.inner_optimizers",
     "keras_meta.evaluation",

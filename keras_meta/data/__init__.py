@@ -1,5 +1,6 @@
 """Episodic task generators: `tf.data` pipelines of N-way K-shot episodes."""
 
+from keras_meta.data import transforms
 from keras_meta.data._omniglot_download import (
     OMNIGLOT_ORIGIN,
     OMNIGLOT_SHA256,
@@ -16,6 +17,7 @@ from keras_meta.data.imagenet import (
     tiered_imagenet,
 )
 from keras_meta.data.omniglot import omniglot
+from keras_meta.data.ranking import ranking
 from keras_meta.data.regression import (
     linear_regression,
     linear_regression_optimum,
@@ -46,10 +48,12 @@ __all__ = [
     "linear_regression_optimum",
     "mini_imagenet",
     "omniglot",
+    "ranking",
     "rotate_classes",
     "rotate_images",
     "sinusoid",
     "split_classes",
     "stream_episodes",
+    "transforms",
     "tiered_imagenet",
 ]

@@ -10,6 +10,7 @@ from keras_meta.data import _pixels, _seeds
 from keras_meta.data._arrays import check_examples, check_labels, materialize
 from keras_meta.data._config import attach_config, describe_callable
 from keras_meta.data.augment import _check_square
+from keras_meta.data.transforms import _transform_dataset
 from keras_meta.validation import check_callable, check_int, check_number
 
 AUGMENTATIONS = (None, "class_rotation")
@@ -52,8 +53,11 @@ class EpisodeSampler:
         transform: optional callable applied to the images of each episode, e.g. a Keras
             preprocessing layer. It gets the `[S + Q, ...]` float32 tensor of the
             episode's support images followed by its query images, and returns a tensor
-            with the same leading dimension. It runs after `augment`, inside `tf.data`;
-            its own randomness is not seeded by `seed`.
+            with the same leading dimension. It runs after `augment`, inside `tf.data`.
+            A callable with a `seed` argument (the noise transforms of
+            `keras_meta.data.transforms`) is called as `transform(images, seed=key)`
+            with a key derived from the episode's `(seed, i)`, so that its noise is
+            seeded too; other callables (e.g. Keras layers) draw their own randomness.
         scale: `None` (default), or a divisor applied to the examples per episode
             after the cast to float32: `scale=255` turns uint8 pixels (e.g. from a
             loader's `dtype="uint8"`) into `[0, 1]`, bit for bit the loader's float32
@@ -273,25 +277,12 @@ class EpisodeSampler:
             query_idx += tf.gather(offsets, query_y)
         return support_idx, support_y, query_idx, query_y
 
-    def _apply_transform(self, x, query_y):
-        num_support = self.ways * self.shots
-        images = tf.concat([x["support_x"], x["query_x"]], axis=0)
-        images = tf.convert_to_tensor(self.transform(images))
-        x = dict(x)
-        x["support_x"] = images[:num_support]
-        x["query_x"] = images[num_support:]
-        return x, query_y
-
     def dataset(self) -> tf.data.Dataset:
         """The `tf.data.Dataset` of single episodes, with an `episode_config` dict."""
         keys, _ = _seeds.episode_keys(self.seed, self.num_episodes)
         dataset = keys.map(self.sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if self.transform is not None:
-            dataset = dataset.map(
-                self._apply_transform,
-                num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True,
-            )
+            dataset = _transform_dataset(dataset, self.transform, self.seed)
         return attach_config(dataset, self.get_config())
 
 

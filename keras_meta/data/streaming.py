@@ -18,6 +18,7 @@ from keras_meta.data._config import attach_config
 from keras_meta.data.augment import _check_square, rotate_images
 from keras_meta.data.episodes import EpisodeSampler
 from keras_meta.data.folders import _list_class_files
+from keras_meta.data.transforms import _transform_dataset
 from keras_meta.validation import check_choice
 
 # The formats `tf.io.decode_image` reads.
@@ -228,11 +229,7 @@ class StreamingEpisodeSampler(EpisodeSampler):
             self._assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
         if self.transform is not None:
-            dataset = dataset.map(
-                self._apply_transform,
-                num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True,
-            )
+            dataset = _transform_dataset(dataset, self.transform, self.seed)
         return attach_config(dataset.prefetch(tf.data.AUTOTUNE), self.get_config())
 
 
