@@ -104,8 +104,8 @@ def _load_omniglot(config: RunConfig, data_dir: str) -> dict:
 def _load_benchmark_split(config: RunConfig, data_dir: str | None, split: str):
     """One split of a benchmark: uint8 `(images, labels)`, or a streaming source."""
     spec = datasets.SPECS[config.dataset]
-    # Imported here: the benchmark loaders live in keras_meta.data, and a
-    # dataset's absence there is reported as an error of this run, not at import.
+    # Looked up by name when needed: a loader missing from keras_meta.data is
+    # an error of the run that asks for it, not of importing this module.
     loader = getattr(data, config.dataset, None)
     if loader is None:
         raise RunError(
