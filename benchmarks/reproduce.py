@@ -80,6 +80,8 @@ def split_text(config: dict) -> str:
         )
     if config["split"] == "official":
         return "background (train/val) / evaluation (test)"
+    if config["split"] == "benchmark":
+        return f"{config['dataset']}'s own train/validation/test classes"
     if config["split"] == "random":
         return "random classes {}/{}/{}".format(*(sizes or protocols.FOLDER_SPLIT_FRACTIONS))
     return "fresh tasks"

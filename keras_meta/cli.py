@@ -4,6 +4,7 @@
 keras-meta train --protocol maml-omniglot-5w1s --data-dir DATA --out runs/maml
 keras-meta train ... --strategy multi-worker     # on each worker, with TF_CONFIG
 keras-meta evaluate runs/maml --episodes 600
+keras-meta evaluate runs/mini --dataset cub       # cross-domain: another dataset's classes
 keras-meta adapt runs/maml --support my_classes/ --out adapted/
 keras-meta protocols [NAME]
 keras-meta demo
@@ -93,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     >>> build_parser().parse_args(["evaluate", "runs/a"]).episodes is None
     True
     """
+    from keras_meta.experiments.datasets import DATASETS
+
     parser = argparse.ArgumentParser(prog="keras-meta", description="Meta-learning for Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -127,7 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--inner-steps", type=_integer("inner_steps"), help="override the eval inner steps"
     )
     ev.add_argument("--bn-mode", choices=["transductive", "running"])
-    ev.add_argument("--data-dir", help="where the data is now, if it moved")
+    ev.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        help="evaluate on this dataset's test classes instead of the run's (cross-domain; "
+        "episodes of the run's shape, images at the learner's size); writes "
+        "RUN_DIR/evaluation_<dataset>.json",
+    )
+    ev.add_argument(
+        "--data-dir",
+        help="where the data is now, if it moved; with --dataset, that dataset's --data-dir",
+    )
     ev.add_argument(
         "--adapted-model",
         action="store_true",
@@ -265,7 +278,7 @@ def _print_evaluation(record: dict) -> None:
 
 
 def _run(args, parser) -> int:
-    from keras_meta.experiments import run_dir, runs
+    from keras_meta.experiments import runs
 
     if args.command == "train":
         protocol, overrides = _train_overrides(args, parser)
@@ -300,9 +313,15 @@ def _run(args, parser) -> int:
             data_dir=args.data_dir,
             verbose=args.verbose,
             with_adapted_model=args.adapted_model,
+            dataset=args.dataset,
         )
+        if "trained_on" in record:
+            print(f"{record['trained_on']} run evaluated on {record['dataset']}:")
         _print_evaluation(record)
-        print(f"Wrote {run_dir.path(args.run_dir, run_dir.EVALUATION_FILE)}")
+        written = runs.evaluation_file(
+            args.run_dir, record.get("dataset"), record.get("trained_on")
+        )
+        print(f"Wrote {written}")
     else:
         info = runs.adapt(
             args.run_dir,

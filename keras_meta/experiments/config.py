@@ -28,6 +28,7 @@ import typing
 from typing import Any
 
 from keras_meta import validation
+from keras_meta.experiments import datasets
 from keras_meta.experiments import protocols as P
 
 _DATA, _EPISODES, _OPTIM, _MODEL = "algorithm and data", "episodes", "optimisation", "model"
@@ -73,17 +74,12 @@ class RunConfig:
     algorithm: str = _field("maml", "the meta-learning algorithm", _DATA, choices=P.ALGORITHMS)
     dataset: str = _field(
         "omniglot",
-        "omniglot (needs --data-dir), sinusoid (regression, no data), folder "
-        "(one sub-folder of images per class)",
+        "omniglot, folder, mini_imagenet, tiered_imagenet (need --data-dir); cifar_fs, "
+        "fc100, cub (TensorFlow Datasets); sinusoid (regression, no data)",
         _DATA,
         choices=P.DATASETS,
     )
-    data_dir: str | None = _field(
-        None,
-        "Omniglot: the folder with images_background.zip and images_evaluation.zip; "
-        "folder: one sub-folder of images per class",
-        _DATA,
-    )
+    data_dir: str | None = _field(None, datasets.data_dir_help(), _DATA)
     ways: int = _field(5, "classes per training episode", _EPISODES)
     shots: int = _field(1, "support examples per class in training", _EPISODES)
     queries: int = _field(15, "query examples per class in training", _EPISODES)
@@ -130,13 +126,23 @@ class RunConfig:
         metavar="N,N,...",
     )
     distance: str = _field("euclidean", "protonet: the distance", _MODEL, choices=P.DISTANCES)
-    image_size: int = _field(28, "images are resized to this square size", _DATA)
-    color_mode: str = _field("grayscale", "folder: image channels", _DATA, choices=P.COLOR_MODES)
+    image_size: int | None = _field(
+        None,
+        "images are resized to this square size (default: the dataset's: 28 omniglot, "
+        "folder; 32 cifar_fs, fc100; 84 cub, mini_imagenet, tiered_imagenet)",
+        _DATA,
+    )
+    color_mode: str | None = _field(
+        None, "image channels (default: grayscale for omniglot and folder, rgb for the others)",
+        _DATA, choices=P.COLOR_MODES,
+    )
     invert: bool = _field(False, "folder: use 1 - image (dark ink on a light background)", _DATA)
-    split: str = _field(
-        "mixed",
-        "mixed (Omniglot, both archives shuffled), official (background/evaluation), "
-        "random (folder), none (sinusoid)",
+    split: str | None = _field(
+        None,
+        "the class split (default: the dataset's): mixed (Omniglot, both archives "
+        "shuffled), official (Omniglot: background/evaluation), random (folder), benchmark "
+        "(the fixed classes of cifar_fs, fc100, cub, mini_imagenet, tiered_imagenet), none "
+        "(sinusoid)",
         _DATA,
         choices=P.SPLITS,
     )
@@ -167,6 +173,11 @@ class RunConfig:
         for f in dataclasses.fields(self):
             value = _check_field(f, FIELD_TYPES[f.name], getattr(self, f.name))
             object.__setattr__(self, f.name, value)
+        # Fields left unset take the dataset's values, so that a stored
+        # configuration always names them.
+        for name, value in datasets.defaults(self.dataset).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         _check_consistency(self)
 
     @classmethod
@@ -410,17 +421,4 @@ def _check_consistency(c: RunConfig):
         if c.augmentation is not None:
             raise ValueError("The sinusoid dataset takes no augmentation.")
         return
-    if c.split == "none":
-        raise ValueError(
-            f"The {c.dataset} dataset needs a class split ('mixed', "
-            "'official' or 'random'); received split='none'."
-        )
-    if c.dataset == "folder" and c.split != "random":
-        raise ValueError(
-            f"The folder dataset is split with split='random'; received split={c.split!r}."
-        )
-    if c.dataset == "omniglot" and c.split == "random":
-        raise ValueError(
-            "Omniglot takes split='mixed' (both archives, shuffled) or "
-            "'official' (background/evaluation); received split='random'."
-        )
+    datasets.check_config(c)

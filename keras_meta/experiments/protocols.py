@@ -12,7 +12,7 @@ resolved configuration is what a run directory's `config.json` holds.
 This module also holds the choice lists of the configuration's fields, so
 that the configuration, the command line and its documentation share them.
 Where our implementation cannot follow a protocol exactly, the protocol's
-`notes` say how it differs.
+`notes` say how it differs. (Over 400 lines: one entry of data per protocol.)
 
 Example:
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from keras_meta.experiments.datasets import DATASETS, SPLITS
 from keras_meta.learners.base import BN_MODES
 from keras_meta.learners.protonet import DISTANCES
 from keras_meta.learners.reptile import INNER_OPTIMIZERS
@@ -33,9 +34,7 @@ if TYPE_CHECKING:
     from keras_meta.experiments.config import RunConfig
 
 ALGORITHMS = ("maml", "fomaml", "protonet", "reptile", "metasgd", "anil")
-DATASETS = ("omniglot", "sinusoid", "folder")
 MODELS = ("conv4", "mlp")
-SPLITS = ("mixed", "official", "random", "none")
 AUGMENTATIONS = (None, "class_rotation", "rotations_as_classes")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = (None, "step", "linear")
@@ -132,6 +131,57 @@ _PROTONET_NOTES = (
 )
 
 _REPTILE = "Nichol et al. 2018, On First-Order Meta-Learning Algorithms, Table 1"
+
+_NO_IMAGENET = (
+    " Not run in this project (no ImageNet here): the protocol is the paper's settings, "
+    "untested against its number."
+)
+_MINI_IMAGENET = {
+    "dataset": "mini_imagenet",
+    "image_size": 84,
+    "color_mode": "rgb",
+    "split": "benchmark",
+    "split_sizes": None,
+    "augmentation": None,
+    "model": "conv4",
+    "pooling": "max",
+}
+
+_MAML_MINI_IMAGENET = {
+    **_MAML_OMNIGLOT,
+    **_MINI_IMAGENET,
+    "queries": 15,  # 15 query images per class in training (MAML paper, sec. 5.2).
+    "inner_learning_rate": 0.01,
+    "inner_steps": 5,
+    "eval_inner_steps": 10,
+    # 32 filters "to reduce overfitting" (MAML paper); BatchNorm without a
+    # learned scale, normalising with the batch at test, as on Omniglot.
+    "filters": 32,
+    "bn_scale": False,
+}
+_MAML_MINI_NOTES = (
+    "Ravi & Larochelle's 64/16/20-class split (km.data.mini_imagenet), images read from "
+    "the ImageNet train folder and resized to 84x84 per episode (MAML's "
+    "data/miniImagenet/proc_images.py resizes the files once). Training: 15 queries per "
+    "class, 5 inner steps of 0.01, second-order meta-gradient. Test: 10 inner steps on "
+    "600 tasks with as many queries per class as shots, as MAML's main.py tests "
+    "(update_batch_size*2 images per class), which matters with transductive BatchNorm."
+)
+
+_PROTONET_MINI_IMAGENET = {
+    **_PROTONET_OMNIGLOT,
+    **_MINI_IMAGENET,
+    "queries": 15,
+    "eval_episodes": 600,
+}
+_SNELL_MINI = "Snell et al. 2017, Prototypical Networks, Table 2"
+_PROTONET_MINI_NOTES = (
+    "Ravi & Larochelle's 64/16/20-class split (km.data.mini_imagenet), 84x84 images read "
+    "from the ImageNet train folder. Adam 1e-3 halved every 2000 episodes, 15 queries "
+    "per class in training and test, 600 test episodes with a 95% interval, as the "
+    "paper. The paper trains until the validation loss stops improving; we train a fixed "
+    "20000 episodes and evaluate the best validation checkpoint."
+)
 
 PROTOCOLS: dict[str, dict] = {
     "maml-sinusoid": {
@@ -358,6 +408,59 @@ PROTOCOLS: dict[str, dict] = {
         "eval_ways": 20,
         "published": {"metric": "accuracy", "value": 0.960, "ci95": None, "source": _SNELL},
         "notes": _PROTONET_NOTES + " Trained 60-way 1-shot with 5 queries per class.",
+    },
+    "maml-miniimagenet-5w1s": {
+        **_MAML_MINI_IMAGENET,
+        "description": "MAML, mini-ImageNet 5-way 1-shot (Finn et al. 2017)",
+        "ways": 5,
+        "shots": 1,
+        "eval_queries": 1,
+        "meta_batch_size": 4,
+        "published": {
+            "metric": "accuracy",
+            "value": 0.4870,
+            "ci95": 0.0184,
+            "source": "Finn et al. 2017, MAML, Table 2",
+        },
+        "notes": _MAML_MINI_NOTES + " Meta-batch of 4 tasks." + _NO_IMAGENET,
+    },
+    "maml-miniimagenet-5w5s": {
+        **_MAML_MINI_IMAGENET,
+        "description": "MAML, mini-ImageNet 5-way 5-shot (Finn et al. 2017)",
+        "ways": 5,
+        "shots": 5,
+        "eval_queries": 5,
+        "meta_batch_size": 2,
+        "published": {
+            "metric": "accuracy",
+            "value": 0.6311,
+            "ci95": 0.0092,
+            "source": "Finn et al. 2017, MAML, Table 2",
+        },
+        "notes": (
+            _MAML_MINI_NOTES + " Meta-batch of 2 tasks, as the paper says for 5-shot (the "
+            "usage line of MAML's main.py gives 4)." + _NO_IMAGENET
+        ),
+    },
+    "protonet-miniimagenet-5w1s": {
+        **_PROTONET_MINI_IMAGENET,
+        "description": "Prototypical Networks, mini-ImageNet 5-way 1-shot (Snell et al. 2017)",
+        "ways": 30,
+        "shots": 1,
+        "published": {
+            "metric": "accuracy", "value": 0.4942, "ci95": 0.0078, "source": _SNELL_MINI,
+        },
+        "notes": _PROTONET_MINI_NOTES + " Trained 30-way 1-shot." + _NO_IMAGENET,
+    },
+    "protonet-miniimagenet-5w5s": {
+        **_PROTONET_MINI_IMAGENET,
+        "description": "Prototypical Networks, mini-ImageNet 5-way 5-shot (Snell et al. 2017)",
+        "ways": 20,
+        "shots": 5,
+        "published": {
+            "metric": "accuracy", "value": 0.6820, "ci95": 0.0066, "source": _SNELL_MINI,
+        },
+        "notes": _PROTONET_MINI_NOTES + " Trained 20-way 5-shot." + _NO_IMAGENET,
     },
 }
 

@@ -7,8 +7,9 @@ arguments). The files of a run directory are those of
 Running `train` again on an unfinished run directory resumes it at the
 last completed epoch, with the same episodes as an uninterrupted run.
 `train(..., strategy=...)` trains under a `tf.distribute` strategy
-(`keras_meta.distribute`; docs/distributed.md). (A little over 400 lines:
-the strategy's checks and the workers' hand-over belong with `train`.)
+(`keras_meta.distribute`; docs/distributed.md). `evaluate(..., dataset=)`
+evaluates a run on another dataset's classes. (A little over 400 lines: the
+strategy's checks and the workers' hand-over belong with `train`.)
 
 Example:
 
@@ -31,7 +32,7 @@ from keras_meta.experiments.builders import build_learner
 from keras_meta.experiments.config import RunConfig
 from keras_meta.experiments.run_callbacks import CrashAfterBatches, FailAfterEpochs, run_callbacks
 from keras_meta.experiments.run_dir import RunError
-from keras_meta.experiments.sources import EpisodeSource, eval_seed
+from keras_meta.experiments.sources import EpisodeSource, eval_seed, target_config
 
 
 def prepare_run(
@@ -303,6 +304,7 @@ def evaluate(
     write: bool = True,
     verbose: int = 0,
     with_adapted_model: bool = False,
+    dataset: str | None = None,
 ) -> dict:
     """Evaluates a run on a fixed set of test (or validation) episodes.
 
@@ -311,13 +313,22 @@ def evaluate(
     `with_adapted_model=True`, the results also score the model that
     `keras-meta adapt` would export (`adapted_<metric>`, same episodes).
 
+    With `dataset` (another dataset than the run's), the episodes come from
+    that dataset's test (or validation) classes, in the run's episode shape,
+    with images loaded at the learner's input size and channels: the
+    cross-domain evaluation of Chen et al. 2019 (mini-ImageNet -> CUB).
+    `data_dir` is then that dataset's, and the results go to
+    `run_dir/evaluation_<dataset>.json` (`evaluation_file`).
+
     Example:
 
     >>> results = evaluate("runs/sine", num_episodes=600)  # doctest: +SKIP
+    >>> evaluate("runs/mini", dataset="cub")["dataset"]      # doctest: +SKIP
+    'cub'
     """
     config, learner = load_run(run_dir, checkpoint)
-    if data_dir is not None:
-        config = config.override(data_dir=os.fspath(data_dir))
+    trained_on = config.dataset
+    config = target_config(config, dataset, data_dir)
     try:
         validation.check_choice("split", split, protocols.EVAL_SPLITS)
         num_episodes = validation.check_int("num_episodes", num_episodes, allow_none=True)
@@ -330,9 +341,25 @@ def evaluate(
     with files.locked(run_dir, "RUN_DIR") if write else contextlib.nullcontext():
         record = _evaluate(config, learner, episodes, num_episodes, split, checkpoint, seed,
                            inner_steps, bn_mode, time_adaptation, verbose, with_adapted_model)
+        if config.dataset != trained_on:
+            record.update(dataset=config.dataset, trained_on=trained_on, published=None)
         if write:
-            files.write_json(files.path(run_dir, files.EVALUATION_FILE), record)
+            files.write_json(evaluation_file(run_dir, config.dataset, trained_on), record)
     return record
+
+
+def evaluation_file(run_dir, dataset: str | None = None, trained_on: str | None = None) -> str:
+    """Where `evaluate` writes: `evaluation.json`, or `evaluation_<dataset>.json`
+    for another dataset than the run's (`trained_on`).
+
+    Example:
+
+    >>> os.path.basename(evaluation_file("runs/mini", "cub", "mini_imagenet"))
+    'evaluation_cub.json'
+    """
+    if dataset is None or dataset == trained_on:
+        return files.path(run_dir, files.EVALUATION_FILE)
+    return files.path(run_dir, f"evaluation_{dataset}.json")
 
 
 def _evaluate(config, learner, episodes, num_episodes, split, checkpoint, seed, inner_steps,

@@ -125,3 +125,76 @@ def test_the_former_presets_functions_still_answer_with_a_warning():
         assert presets.resolve_config("maml-sinusoid", iterations=7)["iterations"] == 7
     with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="Unknown preset 'x'"):
         presets.get_preset("x")
+
+
+@pytest.mark.parametrize(
+    "dataset, split, input_shape",
+    [
+        ("omniglot", "mixed", (28, 28, 1)),
+        ("folder", "random", (28, 28, 1)),
+        ("cifar_fs", "benchmark", (32, 32, 3)),
+        ("fc100", "benchmark", (32, 32, 3)),
+        ("cub", "benchmark", (84, 84, 3)),
+        ("mini_imagenet", "benchmark", (84, 84, 3)),
+        ("tiered_imagenet", "benchmark", (84, 84, 3)),
+    ],
+)
+def test_each_dataset_fills_in_its_split_image_size_and_channels(dataset, split, input_shape):
+    config = RunConfig(dataset=dataset)
+    assert (config.split, config.input_shape) == (split, input_shape)
+    # Given values win, and the stored configuration names the filled-in ones.
+    small = RunConfig(dataset=dataset, image_size=20, color_mode="grayscale")
+    assert small.input_shape == (20, 20, 1)
+    stored = config.to_dict()
+    assert stored["split"] == split and stored["image_size"] == input_shape[0]
+    assert RunConfig.from_dict(json.loads(json.dumps(stored))) == config
+
+
+def test_sinusoid_fills_in_split_none():
+    assert RunConfig(dataset="sinusoid", model="mlp").split == "none"
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"dataset": "cifar_fs", "split": "random"},
+         r"The cifar_fs dataset takes split='benchmark' .*; received split='random'"),
+        ({"dataset": "omniglot", "split": "benchmark"},
+         r"The omniglot dataset takes split='mixed' .* or 'official' .*; "
+         r"received split='benchmark'"),
+        ({"dataset": "folder", "split": "none"}, r"takes split='random' .*; received split='none'"),
+        ({"dataset": "mini_imagenet", "split_sizes": [64, 16, 20]},
+         r"own class split; `split_sizes` does not apply; received split_sizes=\[64, 16, 20\]"),
+        ({"dataset": "tiered_imagenet", "augmentation": "rotations_as_classes"},
+         "'rotations_as_classes' needs the images in memory; .* tiered_imagenet"),
+        ({"dataset": "cub", "model": "mlp"}, "image datasets model='conv4'.*dataset='cub'"),
+        ({"dataset": "imagenet"}, r"`dataset` must be one of .*'mini_imagenet'.*'imagenet'"),
+        ({"dataset": "cifar_fs", "split": "mixd"}, r"`split` must be one of .*'benchmark'"),
+    ],
+)
+def test_dataset_rules_name_the_field_and_value(fields, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_dict(fields)
+
+
+def test_mini_imagenet_protocols_are_the_papers():
+    # Finn et al. 2017 (sec. 5.2, Table 2) and MAML's main.py; Snell et al. 2017
+    # (sec. 3.2, Table 2).
+    for shots, batch, value, ci in ((1, 4, 0.4870, 0.0184), (5, 2, 0.6311, 0.0092)):
+        c = protocols.get_protocol(f"maml-miniimagenet-5w{shots}s")
+        assert (c.dataset, c.split, c.input_shape) == ("mini_imagenet", "benchmark", (84, 84, 3))
+        assert (c.algorithm, c.filters, c.pooling, c.inner_learning_rate) == ("maml", 32, "max",
+                                                                              0.01)
+        assert (c.inner_steps, c.eval_inner_steps, c.meta_batch_size) == (5, 10, batch)
+        assert c.train_episode_shape == (5, shots, 15) and c.eval_episode_shape == (5, shots,
+                                                                                    shots)
+        assert (c.iterations, c.optimizer, c.meta_learning_rate) == (60000, "adam", 1e-3)
+        assert (c.published["value"], c.published["ci95"]) == (value, ci)
+        assert "no ImageNet" in c.notes
+    for shots, ways, value, ci in ((1, 30, 0.4942, 0.0078), (5, 20, 0.6820, 0.0066)):
+        c = protocols.get_protocol(f"protonet-miniimagenet-5w{shots}s")
+        assert (c.algorithm, c.filters, c.input_shape) == ("protonet", 64, (84, 84, 3))
+        assert c.train_episode_shape == (ways, shots, 15)
+        assert c.eval_episode_shape == (5, shots, 15) and c.eval_episodes == 600
+        assert (c.lr_schedule, c.lr_decay_steps, c.lr_decay_rate) == ("step", 2000, 0.5)
+        assert (c.published["value"], c.published["ci95"]) == (value, ci)
