@@ -84,9 +84,7 @@ def test_dataset_errors_are_one_line(trained_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("dataset", ["cifar_fs", "fc100"])
 def test_tfds_benchmark_trains_and_evaluates(dataset, tmp_path, capsys):
-    loader = getattr(km.data, dataset, None)
-    if loader is None:
-        pytest.skip(f"km.data.{dataset} is not on this branch")
+    loader = getattr(km.data, dataset)
     out = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
         assert main(_tiny_args(out, "--dataset", dataset)) == 0
@@ -185,10 +183,6 @@ def test_streamed_benchmark_equals_the_same_classes_in_memory(folders, tmp_path,
 
 
 def test_mini_imagenet_from_an_imagenet_folder(tmp_path, capsys):
-    # TODO(lead, after merging the ImageNet loaders): runs once
-    # km.data.mini_imagenet and km.data.imagenet_classes are on the branch.
-    if not hasattr(km.data, "imagenet_classes"):
-        pytest.skip("km.data.mini_imagenet (the ImageNet helper's) is not on this branch")
     root = tmp_path / "imagenet"
     rng = np.random.default_rng(0)
     for split in ("train", "validation", "test"):
