@@ -6,6 +6,7 @@ The library (`keras_meta.learners`, `.data`, `.inner_loop`, `.evaluation`,
 
 - `config`: `RunConfig`, the typed, self-validating configuration of a run;
 - `protocols`: the published protocols as data, and the fields' choice lists;
+- `datasets`: what each dataset needs (data folder, class splits, image defaults);
 - `builders`: the model, learner and meta-optimizer of a configuration;
 - `sources`: the training, validation and test episodes of a configuration;
 - `run_dir`: the files of a run directory;
