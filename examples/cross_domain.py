@@ -75,16 +75,16 @@ def load_digits():
     return digits.images[..., None].astype("float32"), digits.target.astype("int64")
 
 
-def build_learner(name: str, ways: int = 5) -> keras.Model:
+def build_learner(name: str, filters: int, ways: int = 5) -> keras.Model:
     if name == "maml":
         learner = km.MAML(
-            km.models.conv4((28, 28, 1), ways, pooling="strided", bn_scale=False),
+            km.models.conv4((28, 28, 1), ways, filters, pooling="strided", bn_scale=False),
             inner_learning_rate=0.4,
             inner_steps=1,
             eval_inner_steps=3,
         )
     else:
-        learner = km.ProtoNet(km.models.conv4((28, 28, 1)))
+        learner = km.ProtoNet(km.models.conv4((28, 28, 1), filters=filters))
     learner.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -97,9 +97,10 @@ def train(name: str, train_xy, args) -> dict:
     """Meta-trains one learner for `args.minutes` and saves it in `args.out`."""
     keras.utils.set_random_seed(args.seed)
     episodes = km.data.episodes(
-        *train_xy, ways=5, shots=1, queries=15, seed=args.seed, augment="class_rotation"
+        *train_xy, ways=5, shots=1, queries=args.train_queries, seed=args.seed,
+        augment="class_rotation",
     )
-    learner = build_learner(name)
+    learner = build_learner(name, args.filters)
     budget = _TimeBudget(60 * args.minutes)
     start = time.time()
     learner.fit(
@@ -127,8 +128,10 @@ def main(argv=None) -> dict:
     parser.add_argument("data_dir", nargs="?", default="../shared/data/omniglot")
     parser.add_argument("--out", default="cross_domain_run")
     parser.add_argument("--minutes", type=float, default=12.0, help="training time per learner")
-    parser.add_argument("--meta-batch-size", type=int, default=16)
-    parser.add_argument("--steps-per-epoch", type=int, default=50)
+    parser.add_argument("--meta-batch-size", type=int, default=8)
+    parser.add_argument("--train-queries", type=int, default=5, help="per class, in training")
+    parser.add_argument("--filters", type=int, default=32, help="conv4 filters")
+    parser.add_argument("--steps-per-epoch", type=int, default=10)
     parser.add_argument("--episodes", type=int, default=600)
     parser.add_argument("--phase", choices=("train", "eval", "all"), default="all")
     parser.add_argument("--learners", nargs="+", choices=LEARNERS, default=list(LEARNERS))

@@ -3,6 +3,7 @@
 from keras_meta.data.augment import rotate_classes, rotate_images
 from keras_meta.data.episodes import EpisodeSampler, episodes
 from keras_meta.data.folders import image_folder
+from keras_meta.data.matching import match_image_array, match_images
 from keras_meta.data.omniglot import omniglot
 from keras_meta.data.regression import (
     linear_regression,
@@ -24,6 +25,8 @@ __all__ = [
     "image_folder",
     "linear_regression",
     "linear_regression_optimum",
+    "match_image_array",
+    "match_images",
     "omniglot",
     "rotate_classes",
     "rotate_images",
