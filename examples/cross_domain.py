@@ -34,6 +34,7 @@ import keras
 import numpy as np
 
 import keras_meta as km
+from keras_meta.evaluation import confidence_interval
 from keras_meta.experiments.protocols import MAML_SPLIT_SIZES
 
 LEARNERS = ("protonet", "maml")
@@ -123,7 +124,177 @@ def train(name: str, train_xy, args) -> dict:
     return info
 
 
-def main(argv=None) -> dict:
+def maml_for_ways(trained: keras.Model, ways: int, filters: int) -> keras.Model:
+    """The meta-trained MAML, or its body with a zero-initialised `ways`-way head."""
+    if ways == trained.model.output_shape[-1]:
+        return trained
+    learner = build_learner("maml", filters, ways)
+    for layer in trained.model.layers:
+        if layer.name != "head" and layer.weights:
+            learner.model.get_layer(layer.name).set_weights(layer.get_weights())
+    head = learner.model.get_layer("head")
+    head.set_weights([np.zeros_like(w) for w in head.get_weights()])
+    return learner
+
+
+def unadapted_accuracy(learner: keras.Model, episodes) -> dict:
+    """MAML's query accuracy at its initialisation (0 inner steps), per episode.
+
+    The model normalises each query set with its own statistics, as the
+    learner's transductive evaluation does.
+    """
+    shape = tuple(learner.model.input_shape[1:])
+    hits = []
+    for x, y in km.data.match_images(episodes, shape):
+        logits = learner.model(x["query_x"], training=True)
+        hits.append(float(np.mean(np.argmax(logits, -1) == y.numpy())))
+    mean, half = confidence_interval(hits)
+    return {"accuracy": mean, "accuracy_ci95": half, "inner_steps": 0}
+
+
+def evaluation_grid(name: str, args) -> list[dict]:
+    """The rows to evaluate: in-domain Omniglot, then the digits grid."""
+    rows = [
+        {"domain": "omniglot", "ways": 5, "shots": shots, "steps": None}
+        for shots in args.omniglot_shots
+    ]
+    for ways in args.ways:
+        for shots in args.shots:
+            steps = args.steps if name == "maml" else [None]
+            rows += [{"domain": "digits", "ways": ways, "shots": shots, "steps": k} for k in steps]
+    return rows
+
+
+def evaluate(name: str, test_xy, args) -> list[dict]:
+    """Evaluates a saved learner on the grid, appending each row to a JSON file."""
+    trained = km.load_learner(os.path.join(args.out, f"{name}.keras"))
+    digits_x, digits_y = load_digits()
+    path = os.path.join(args.out, f"{name}_results.json")
+    rows = []
+    for row in evaluation_grid(name, args):
+        if row["domain"] == "omniglot":
+            x, y, scale = *test_xy, None
+        else:
+            x, y, scale = digits_x, digits_y, 16
+        # The same seed for every learner and step count: the same episodes.
+        episodes = km.data.episodes(
+            x, y, ways=row["ways"], shots=row["shots"], queries=15, scale=scale,
+            seed=1000 + 10 * row["ways"] + row["shots"], num_episodes=args.episodes,
+        )
+        learner = trained if name != "maml" else maml_for_ways(trained, row["ways"], args.filters)
+        start = time.time()
+        if row["steps"] == 0:
+            result = unadapted_accuracy(learner, episodes)
+        else:
+            result = km.evaluate(learner, episodes, num_episodes=args.episodes,
+                                 inner_steps=row["steps"])
+        row = dict(
+            row, learner=name, steps=result.get("inner_steps"),
+            accuracy=result["accuracy"], ci95=result["accuracy_ci95"],
+            episodes=args.episodes, seconds=round(time.time() - start, 1),
+        )
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+def read_results(out: str) -> list[dict]:
+    rows = []
+    for name in LEARNERS:
+        path = os.path.join(out, f"{name}_results.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                rows += json.load(f)
+    return rows
+
+
+def _label(row) -> str:
+    return f"{row['ways']}-way {row['shots']}-shot"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Digit accuracy (%) per episode type: one column per MAML step count, then ProtoNet."""
+    digits = [r for r in rows if r["domain"] == "digits"]
+    steps = sorted({r["steps"] for r in digits if r["learner"] == "maml"})
+    kinds = sorted({(r["ways"], r["shots"]) for r in digits})
+    header = ["digits episodes"] + [f"MAML {k} steps" for k in steps] + ["ProtoNet"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def cell(r):
+        return f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}" if r else "–"
+
+    for ways, shots in kinds:
+        def find(learner, k=None, ways=ways, shots=shots):
+            for r in digits:
+                if (r["learner"], r["ways"], r["shots"]) == (learner, ways, shots) and (
+                    learner != "maml" or r["steps"] == k
+                ):
+                    return r
+            return None
+
+        cells = [cell(find("maml", k)) for k in steps] + [cell(find("protonet"))]
+        lines.append(f"| {ways}-way {shots}-shot | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    """Accuracy vs MAML inner steps (ProtoNet dashed) and vs shots, on the digits."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    digits = [r for r in rows if r["domain"] == "digits"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    colors = {}
+    for r in sorted(digits, key=lambda r: (r["ways"], r["shots"])):
+        colors.setdefault((r["ways"], r["shots"]), f"C{len(colors)}")
+    for kind, color in colors.items():
+        maml = sorted(
+            (r for r in digits if r["learner"] == "maml" and (r["ways"], r["shots"]) == kind),
+            key=lambda r: r["steps"],
+        )
+        if maml:
+            axes[0].errorbar(
+                [r["steps"] for r in maml], [100 * r["accuracy"] for r in maml],
+                [100 * r["ci95"] for r in maml], color=color, marker="o", ms=3,
+                capsize=2, label=f"{kind[0]}-way {kind[1]}-shot",
+            )
+        for r in digits:
+            if r["learner"] == "protonet" and (r["ways"], r["shots"]) == kind:
+                axes[0].axhline(100 * r["accuracy"], color=color, ls="--", lw=1)
+    axes[0].set_xscale("symlog", linthresh=1)
+    axes[0].set(xlabel="MAML inner steps (ProtoNet dashed)", ylabel="digit accuracy (%)")
+    axes[0].legend(fontsize=7)
+    for learner, marker in (("maml", "o"), ("protonet", "s")):
+        for ways, ls in ((5, "-"), (10, ":")):
+            chosen = [r for r in digits if r["learner"] == learner and r["ways"] == ways]
+            if learner == "maml" and chosen:
+                best = max({r["steps"] for r in chosen})
+                chosen = [r for r in chosen if r["steps"] == best]
+                label = f"MAML {best} steps, {ways}-way"
+            else:
+                label = f"ProtoNet, {ways}-way"
+            chosen.sort(key=lambda r: r["shots"])
+            if chosen:
+                axes[1].errorbar(
+                    [r["shots"] for r in chosen], [100 * r["accuracy"] for r in chosen],
+                    [100 * r["ci95"] for r in chosen], marker=marker, ls=ls, ms=3,
+                    capsize=2, label=label,
+                )
+    axes[1].set(xlabel="shots", ylabel="digit accuracy (%)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("Omniglot-trained learners adapted to 8x8 digits (upsampled to 28x28)",
+                 fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data_dir", nargs="?", default="../shared/data/omniglot")
     parser.add_argument("--out", default="cross_domain_run")
@@ -133,27 +304,38 @@ def main(argv=None) -> dict:
     parser.add_argument("--filters", type=int, default=32, help="conv4 filters")
     parser.add_argument("--steps-per-epoch", type=int, default=10)
     parser.add_argument("--episodes", type=int, default=600)
-    parser.add_argument("--phase", choices=("train", "eval", "all"), default="all")
+    parser.add_argument("--ways", type=int, nargs="+", default=[5, 10])
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--steps", type=int, nargs="+", default=[0, 1, 3, 5, 10, 20])
+    parser.add_argument("--omniglot-shots", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--phase", choices=("train", "eval", "report", "all"), default="all")
     parser.add_argument("--learners", nargs="+", choices=LEARNERS, default=list(LEARNERS))
     parser.add_argument("--plot", default=None, help="where to save the plot (png)")
     parser.add_argument("--quick", action="store_true", help="a few seconds of everything")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
-        args.minutes = min(args.minutes, 0.1)
+        args.minutes = min(args.minutes, 0.05)
         args.meta_batch_size = min(args.meta_batch_size, 2)
-        args.steps_per_epoch = min(args.steps_per_epoch, 5)
-        args.episodes = min(args.episodes, 8)
+        args.steps_per_epoch = min(args.steps_per_epoch, 2)
+        args.episodes = min(args.episodes, 10)
+        args.filters = min(args.filters, 16)
+        args.ways, args.shots, args.steps, args.omniglot_shots = [5], [5], [0, 5], [1]
     os.makedirs(args.out, exist_ok=True)
 
-    train_xy, test_xy = load_omniglot(args.data_dir, args.seed)
-    results = {}
-    if args.phase in ("train", "all"):
-        for name in args.learners:
-            results[name + "_train"] = train(name, train_xy, args)
-    if args.phase in ("eval", "all"):
-        raise NotImplementedError("evaluation phase: work in progress")
-    return results
+    if args.phase != "report":
+        train_xy, test_xy = load_omniglot(args.data_dir, args.seed)
+    for name in args.learners:
+        if args.phase in ("train", "all"):
+            train(name, train_xy, args)
+        if args.phase in ("eval", "all"):
+            evaluate(name, test_xy, args)
+    rows = read_results(args.out)
+    if args.phase in ("report", "all"):
+        print(markdown_table(rows))
+        if args.plot:
+            plot(rows, args.plot)
+    return rows
 
 
 if __name__ == "__main__":
