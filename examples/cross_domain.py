@@ -26,6 +26,7 @@ eval` run the two halves separately (the learners are saved in `--out`).
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import time
@@ -169,7 +170,9 @@ def evaluate(name: str, test_xy, args) -> list[dict]:
     """Evaluates a saved learner on the grid, appending each row to a JSON file."""
     trained = km.load_learner(os.path.join(args.out, f"{name}.keras"))
     digits_x, digits_y = load_digits()
-    path = os.path.join(args.out, f"{name}_results.json")
+    # One file per learner and set of ways, so that processes can split the grid.
+    ways = "-".join(str(w) for w in args.ways)
+    path = os.path.join(args.out, f"{name}_results_{ways}way.json")
     rows = []
     for row in evaluation_grid(name, args):
         if row["domain"] == "omniglot":
@@ -203,8 +206,7 @@ def evaluate(name: str, test_xy, args) -> list[dict]:
 def read_results(out: str) -> list[dict]:
     rows = []
     for name in LEARNERS:
-        path = os.path.join(out, f"{name}_results.json")
-        if os.path.exists(path):
+        for path in sorted(glob.glob(os.path.join(out, f"{name}_results_*.json"))):
             with open(path) as f:
                 rows += json.load(f)
     return rows
@@ -307,7 +309,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--ways", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 1, 3, 5, 10, 20])
-    parser.add_argument("--omniglot-shots", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--omniglot-shots", type=int, nargs="*", default=[1, 5])
     parser.add_argument("--phase", choices=("train", "eval", "report", "all"), default="all")
     parser.add_argument("--learners", nargs="+", choices=LEARNERS, default=list(LEARNERS))
     parser.add_argument("--plot", default=None, help="where to save the plot (png)")
