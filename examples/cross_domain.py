@@ -172,7 +172,7 @@ def evaluate(name: str, test_xy, args) -> list[dict]:
     digits_x, digits_y = load_digits()
     # One file per learner and set of ways, so that processes can split the grid.
     ways = "-".join(str(w) for w in args.ways)
-    path = os.path.join(args.out, f"{name}_results_{ways}way.json")
+    path = os.path.join(args.out, f"{name}_results_{ways}way{args.results_tag}.json")
     rows = []
     for row in evaluation_grid(name, args):
         if row["domain"] == "omniglot":
@@ -310,6 +310,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 1, 3, 5, 10, 20])
     parser.add_argument("--omniglot-shots", type=int, nargs="*", default=[1, 5])
+    parser.add_argument("--results-tag", default="", help="suffix of the results file")
     parser.add_argument("--phase", choices=("train", "eval", "report", "all"), default="all")
     parser.add_argument("--learners", nargs="+", choices=LEARNERS, default=list(LEARNERS))
     parser.add_argument("--plot", default=None, help="where to save the plot (png)")
