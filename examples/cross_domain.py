@@ -33,6 +33,7 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import keras_meta as km
 from keras_meta.evaluation import confidence_interval
@@ -145,9 +146,11 @@ def unadapted_accuracy(learner: keras.Model, episodes) -> dict:
     learner's transductive evaluation does.
     """
     shape = tuple(learner.model.input_shape[1:])
+    # Traced once: an eager call per episode costs several times the evaluation.
+    predict = tf.function(lambda query: learner.model(query, training=True), reduce_retracing=True)
     hits = []
     for x, y in km.data.match_images(episodes, shape):
-        logits = learner.model(x["query_x"], training=True)
+        logits = predict(x["query_x"])
         hits.append(float(np.mean(np.argmax(logits, -1) == y.numpy())))
     mean, half = confidence_interval(hits)
     return {"accuracy": mean, "accuracy_ci95": half, "inner_steps": 0}
@@ -238,6 +241,15 @@ def markdown_table(rows: list[dict]) -> str:
 
         cells = [cell(find("maml", k)) for k in steps] + [cell(find("protonet"))]
         lines.append(f"| {ways}-way {shots}-shot | " + " | ".join(cells) + " |")
+    omniglot = sorted(
+        (r for r in rows if r["domain"] == "omniglot"),
+        key=lambda r: (r["ways"], r["shots"], r["learner"]),
+    )
+    if omniglot:
+        lines += ["", "| Omniglot test characters | learner | accuracy (%) |", "|---|---|---|"]
+        for r in omniglot:
+            learner = "ProtoNet" if r["learner"] == "protonet" else f"MAML {r['steps']} steps"
+            lines.append(f"| {_label(r)} | {learner} | {cell(r)} |")
     return "\n".join(lines)
 
 
@@ -274,9 +286,13 @@ def plot(rows: list[dict], path: str) -> None:
         for ways, ls in ((5, "-"), (10, ":")):
             chosen = [r for r in digits if r["learner"] == learner and r["ways"] == ways]
             if learner == "maml" and chosen:
-                best = max({r["steps"] for r in chosen})
-                chosen = [r for r in chosen if r["steps"] == best]
-                label = f"MAML {best} steps, {ways}-way"
+                # The step count evaluated at the most shots (the larger on a tie).
+                steps = max(
+                    {r["steps"] for r in chosen},
+                    key=lambda k: (sum(r["steps"] == k for r in chosen), k),
+                )
+                chosen = [r for r in chosen if r["steps"] == steps]
+                label = f"MAML {steps} steps, {ways}-way"
             else:
                 label = f"ProtoNet, {ways}-way"
             chosen.sort(key=lambda r: r["shots"])
