@@ -212,7 +212,11 @@ def read_results(out: str) -> list[dict]:
         for path in sorted(glob.glob(os.path.join(out, f"{name}_results_*.json"))):
             with open(path) as f:
                 rows += json.load(f)
-    return rows
+    # Processes that split the grid may repeat a cell (the same episodes): keep one.
+    unique = {}
+    for r in rows:
+        unique.setdefault((r["learner"], r["domain"], r["ways"], r["shots"], r["steps"]), r)
+    return list(unique.values())
 
 
 def _label(row) -> str:
