@@ -15,7 +15,7 @@ MAML's head has 5 outputs; for 10-way digit episodes its meta-trained body gets
 a new zero-initialised 10-way head (all classes start equal, so the first
 inner step is what separates them). ProtoNet needs no head and no inner steps.
 
-    python examples/cross_domain.py ../shared/data/omniglot --minutes 12 \\
+    python examples/cross_domain.py ../shared/data/omniglot --minutes 20 \\
         --out cross_domain_run --plot docs/img/cross_domain.png
 
 `--quick` trains for a few seconds and evaluates a handful of episodes, to
@@ -320,7 +320,7 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data_dir", nargs="?", default="../shared/data/omniglot")
     parser.add_argument("--out", default="cross_domain_run")
-    parser.add_argument("--minutes", type=float, default=12.0, help="training time per learner")
+    parser.add_argument("--minutes", type=float, default=20.0, help="training time per learner")
     parser.add_argument("--meta-batch-size", type=int, default=8)
     parser.add_argument("--train-queries", type=int, default=5, help="per class, in training")
     parser.add_argument("--filters", type=int, default=32, help="conv4 filters")
