@@ -10,6 +10,7 @@ own, then summarises.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import weakref
@@ -21,10 +22,16 @@ import tensorflow as tf
 
 from keras_meta import _keras_compat
 from keras_meta.adapted import resolve_batch_norm
+from keras_meta.data.matching import episode_image_shape, match_images
+from keras_meta.input_checks import model_input_shape
 from keras_meta.validation import check_bool
 
 #: The z-value of a two-sided 95% normal confidence interval.
 Z_95 = 1.96
+
+_LOGGER = logging.getLogger(__name__)
+# (episode shape, input shape) pairs already logged: evaluating every epoch logs once.
+_LOGGED_MATCHES: set = set()
 
 
 def confidence_interval(values, z: float = Z_95) -> tuple[float, float]:
@@ -142,6 +149,7 @@ def evaluate(
     with_adapted_model: bool = False,
     adapted_batch_norm: str | None = None,
     verbose: int = 0,
+    match_inputs: bool = True,
 ) -> dict:
     """Evaluates a learner episode by episode: mean and 95% CI of each metric.
 
@@ -182,6 +190,12 @@ def evaluate(
             (default: the one that reproduces the evaluation, see
             `keras_meta.adapted`).
         verbose: 1 shows a progress bar.
+        match_inputs: when the episodes' images have another shape than the
+            learner's model takes (another domain: 8x8 digits for a 28x28
+            Omniglot learner), map them to it with
+            `keras_meta.data.match_images` (bilinear antialiased resize, gray
+            <-> RGB), logged once; with `False` a mismatch is an error.
+            Images must be on the [0, 1] scale either way.
 
     Returns:
         A dict with, for the loss and each compiled metric `name`, `name` (the
@@ -208,9 +222,10 @@ def evaluate(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or (batch_size < 1):
         raise ValueError(f"Expected `batch_size` >= 1; received {batch_size!r}.")
     check_bool("with_adapted_model", with_adapted_model)
+    check_bool("match_inputs", match_inputs)
     learner._require_loss()
 
-    dataset = _as_dataset(episodes)
+    dataset = _matched(learner, _as_dataset(episodes), match_inputs)
     if _is_batched(dataset.element_spec):
         dataset = dataset.unbatch()
     cardinality = int(dataset.cardinality())
@@ -246,6 +261,35 @@ def evaluate(
     if return_per_episode:
         summary["per_episode"] = {k: np.asarray(v).tolist() for k, v in per_episode.items()}
     return summary
+
+
+def _matched(learner, dataset: tf.data.Dataset, match_inputs: bool) -> tf.data.Dataset:
+    """`dataset` with its images matched to the learner's input shape if they differ."""
+    expected = model_input_shape(getattr(learner, "model", None))
+    received = episode_image_shape(dataset.element_spec)
+    if expected is None or (
+        len(expected) == len(received)
+        and all(a is None or b is None or a == b for a, b in zip(expected, received))
+    ):
+        return dataset
+    if not match_inputs:
+        raise ValueError(
+            f"The episodes' examples have the shape {received} but the learner's model "
+            f"takes inputs of shape {expected}, and match_inputs=False. Pass "
+            "match_inputs=True to resize them (keras_meta.data.match_images), or "
+            "evaluate on episodes of the model's shape."
+        )
+    matched = match_images(dataset, expected)
+    if (received, expected) not in _LOGGED_MATCHES:
+        _LOGGED_MATCHES.add((received, expected))
+        _LOGGER.warning(
+            "keras_meta.evaluate: the episodes' images %s are resized to the learner's "
+            "input shape %s (keras_meta.data.match_images); pass match_inputs=False to "
+            "make this an error.",
+            received,
+            expected,
+        )
+    return matched
 
 
 def _graph_functions(learner, x_spec):

@@ -10,7 +10,10 @@ the exported `adapt_and_predict`) goes through `check_episode_inputs`:
 - an empty support set (S = 0) raises instead of skipping adaptation;
 - labels of the wrong kind for the compiled loss raise: a sparse
   classification loss takes integer class ids `[S]`, never float targets,
-  and a regression loss takes float targets `[S, d]`, never class ids.
+  and a regression loss takes float targets `[S, d]`, never class ids;
+- examples whose shape differs from the wrapped model's declared input shape
+  (images of another domain) raise, naming both shapes and the fix
+  (`keras_meta.data.match_images`).
 
 Known values (eager calls such as `adapt`) raise a `ValueError` at once;
 traced values get `tf.debugging` asserts that raise
@@ -22,6 +25,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_meta import _keras_compat
 
 _CLASSIFICATION_LOSSES = (keras.losses.SparseCategoricalCrossentropy,)
 _CLASSIFICATION_NAMES = ("sparse_categorical_crossentropy",)
@@ -149,6 +154,62 @@ def _check_label_kind(loss, support_y, batched: bool):
         )
 
 
+def model_input_shape(model) -> tuple | None:
+    """The example shape a model declares (its `Input` without the batch axis), or `None`.
+
+    `None` for models that declare none (subclassed, not built) or several inputs.
+
+    Example:
+
+    >>> import keras
+    >>> model_input_shape(keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten()]))
+    (28, 28, 1)
+    """
+    if model is None or not _keras_compat.is_functional(model):
+        return None
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):  # a Sequential model that is not built yet
+        return None
+    if not inputs or len(inputs) != 1:
+        return None
+    return tuple(None if d is None else int(d) for d in inputs[0].shape[1:])
+
+
+def check_input_shape(learner, support_x, lead: int):
+    """Raises a `ValueError` when `support_x`'s example shape differs from the model's.
+
+    Example:
+
+    >>> import keras, keras_meta as km
+    >>> net = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+    ...                         keras.layers.Dense(5)])
+    >>> check_input_shape(km.MAML(net), tf.zeros((5, 8, 8, 1)), lead=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: The episodes' examples have the shape (8, 8, 1) but the learner's model takes ...
+    """
+    expected = model_input_shape(getattr(learner, "model", None))
+    received = tuple(support_x.shape[lead + 1 :])
+    if expected is None or support_x.shape.rank is None:
+        return
+    if len(expected) == len(received) and all(
+        a is None or b is None or a == b for a, b in zip(expected, received)
+    ):
+        return
+    raise ValueError(
+        f"The episodes' examples have the shape {_dims(received)} but the learner's model "
+        f"takes inputs of shape {_dims(expected)}. For images of another domain, map them "
+        "to the model's shape with `keras_meta.data.match_images(episodes, "
+        f"{_dims(expected)})` (km.evaluate does it by default) or "
+        "`keras_meta.data.match_image_array(images, ...)`."
+    )
+
+
+def _dims(shape) -> str:
+    return str(tuple(None if d is None else int(d) for d in shape))
+
+
 def check_episode_inputs(learner, episodes, batched: bool = True):
     """`episodes` (an `Episode` or `EpisodeBatch`) with its inputs checked, see the module.
 
@@ -166,6 +227,7 @@ def check_episode_inputs(learner, episodes, batched: bool = True):
     ValueError: Expected at least one support example per episode (S >= 1); ...
     """
     lead = 1 if batched else 0
+    check_input_shape(learner, episodes.support_x, lead)
     _check_label_kind(getattr(learner, "_episode_loss_fn", None), episodes.support_y, batched)
     support_x, support_y = _check_support_size(episodes.support_x, episodes.support_y, lead)
     replaced = {

@@ -16,6 +16,7 @@ from keras_meta.data.imagenet import (
     mini_imagenet,
     tiered_imagenet,
 )
+from keras_meta.data.matching import match_image_array, match_images
 from keras_meta.data.omniglot import omniglot
 from keras_meta.data.ranking import ranking
 from keras_meta.data.regression import (
@@ -47,6 +48,8 @@ __all__ = [
     "linear_regression",
     "linear_regression_optimum",
     "mini_imagenet",
+    "match_image_array",
+    "match_images",
     "omniglot",
     "ranking",
     "rotate_classes",
