@@ -31,6 +31,9 @@ from keras_meta import validation
 from keras_meta.experiments import protocols as P
 
 _DATA, _EPISODES, _OPTIM, _MODEL = "algorithm and data", "episodes", "optimisation", "model"
+_RUN = "run options"
+# The `keras.mixed_precision` policies of `mixed_precision` (None: float32).
+MIXED_PRECISION_POLICIES = (None, "mixed_bfloat16", "mixed_float16")
 
 
 def _field(default, help: str, group: str | None = None, cli: str | None = "", **meta):
@@ -157,6 +160,32 @@ class RunConfig:
     )
     bn_mode: str = _field("transductive", "BatchNorm at test", _MODEL, choices=P.BN_MODES)
     seed: int = _field(0, "the run's seed (weights, episodes)", _OPTIM, minimum=None)
+    mixed_precision: str | None = _field(
+        None,
+        "the model's keras.mixed_precision policy: float16 or bfloat16 compute, float32 "
+        "weights, losses and outputs (float16 with loss scaling; bfloat16 is emulated, "
+        "and slow, on CPUs without AVX512-BF16/AMX)",
+        _RUN,
+        choices=MIXED_PRECISION_POLICIES,
+    )
+    jit_compile: bool = _field(
+        False,
+        "compile the training step with XLA (jit_compile=True; without it Keras decides: "
+        "XLA on a GPU). Meta-batches of at most 8 episodes are unrolled under XLA; larger "
+        "ones run in a tf.while_loop, which XLA on CPU runs 10-30x slower (a warning says so)",
+        _RUN,
+        cli="jit",
+    )
+    wandb: bool = _field(
+        False,
+        "also log the epoch metrics to Weights & Biases (pip install keras_meta[wandb]; "
+        "WANDB_MODE=offline logs without an account)",
+        _RUN,
+    )
+    wandb_project: str | None = _field(
+        None, "the Weights & Biases project of --wandb (default: keras_meta)", _RUN,
+        metavar="NAME",
+    )
     published: dict | None = _field(None, "the published result", cli=None)
     notes: str = _field("", "how the protocol departs from the paper", cli=None)
 
@@ -398,6 +427,16 @@ def _check_consistency(c: RunConfig):
         raise ValueError(
             "`inner_optimizer` and `inner_batch_size` are options of the reptile "
             f"algorithm; received them for {c.algorithm}."
+        )
+    if c.wandb_project is not None and not c.wandb:
+        raise ValueError(
+            "`wandb_project` names the Weights & Biases project of `wandb=True`; "
+            f"received wandb_project={c.wandb_project!r} with wandb=False."
+        )
+    if c.jit_compile and c.algorithm == "protonet" and c.eval_ways not in (None, c.ways):
+        raise ValueError(
+            "protonet under XLA (`jit_compile=True`) needs a fixed number of classes: "
+            f"eval_ways ({c.eval_ways}) must equal ways ({c.ways})."
         )
     if c.lr_schedule == "step" and (c.lr_decay_steps is None or c.lr_decay_rate is None):
         raise ValueError("lr_schedule='step' needs `lr_decay_steps` and `lr_decay_rate`.")

@@ -63,7 +63,7 @@ def _argument(f: dataclasses.Field) -> dict:
     else:
         kwargs["type"] = kind
         path = "DIR" if f.name.endswith("_dir") else None
-        kwargs["metavar"] = {int: "N", float: "X"}.get(kind, path)
+        kwargs["metavar"] = meta.get("metavar") or {int: "N", float: "X"}.get(kind, path)
     return kwargs
 
 
