@@ -167,6 +167,7 @@ class RunConfig:
         "and slow, on CPUs without AVX512-BF16/AMX)",
         _RUN,
         choices=MIXED_PRECISION_POLICIES,
+        omit_default=True,
     )
     jit_compile: bool = _field(
         False,
@@ -175,16 +176,18 @@ class RunConfig:
         "ones run in a tf.while_loop, which XLA on CPU runs 10-30x slower (a warning says so)",
         _RUN,
         cli="jit",
+        omit_default=True,
     )
     wandb: bool = _field(
         False,
         "also log the epoch metrics to Weights & Biases (pip install keras_meta[wandb]; "
         "WANDB_MODE=offline logs without an account)",
         _RUN,
+        omit_default=True,
     )
     wandb_project: str | None = _field(
         None, "the Weights & Biases project of --wandb (default: keras_meta)", _RUN,
-        metavar="NAME",
+        metavar="NAME", omit_default=True,
     )
     published: dict | None = _field(None, "the published result", cli=None)
     notes: str = _field("", "how the protocol departs from the paper", cli=None)
@@ -252,6 +255,10 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain JSON values (tuples become lists).
 
+        The run options (`mixed_precision`, `jit_compile`, `wandb`,
+        `wandb_project`) appear only when set, so that a run without them
+        writes the config.json that earlier versions wrote and read.
+
         Example:
 
         >>> RunConfig().to_dict()["hidden_units"]
@@ -260,6 +267,8 @@ class RunConfig:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.metadata.get("omit_default") and value == f.default:
+                continue
             out[f.name] = list(value) if isinstance(value, tuple) else (
                 dict(value) if isinstance(value, dict) else value
             )
