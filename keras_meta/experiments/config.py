@@ -340,6 +340,10 @@ class RunConfig:
 
 FIELD_TYPES = typing.get_type_hints(RunConfig)
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
+# Written to config.json only when set (see `RunConfig.to_dict`).
+RUN_OPTION_FIELDS = tuple(
+    f.name for f in dataclasses.fields(RunConfig) if f.metadata.get("omit_default")
+)
 
 
 def base_type(hint) -> tuple[type, bool]:
