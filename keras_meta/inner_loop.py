@@ -7,6 +7,12 @@ runs inside an outer tape (meta-training), the outer tape records the inner
 gradient computation, so the meta-gradient flows through the adaptation
 (second order) unless `first_order=True` stops it.
 
+Under a mixed-precision policy the fast weights stay float32 (the model
+casts them to its compute dtype as it reads them) and the support loss is
+float32; with `loss_scale` the loss is multiplied before differentiation and
+the gradients divided after, in float32, so that float16 gradients inside
+the model do not underflow to zero.
+
 With `keras_meta/learners/_episode_loop.py`, one of the two modules written
 with TensorFlow's autodiff (`tf.GradientTape`): another Keras backend would
 rewrite these two.
@@ -49,6 +55,7 @@ def inner_loop(
     adapted: Sequence[bool] | None = None,
     first_order: bool = False,
     on_step: Callable[[int, list, list], None] | None = None,
+    loss_scale: float | None = None,
 ) -> tuple[list, list, list]:
     """Runs `steps` gradient steps on the support loss.
 
@@ -69,6 +76,10 @@ def inner_loop(
         first_order: stop the gradient through the inner gradients.
         on_step: called as `on_step(step, params, state)` after each step
             (e.g. to add per-step query losses, as in MAML++).
+        loss_scale: a factor (a number or a scalar tensor) the support loss
+            is multiplied by before differentiation and the gradients are
+            divided by after: loss scaling for float16 compute
+            (`keras.mixed_precision`). Default: none.
 
     Returns:
         `(params, state, losses)`: the adapted fast weights, the final state
@@ -98,11 +109,14 @@ def inner_loop(
             for i in indices:
                 tape.watch(params[i])
             loss, state = loss_fn(params, state, step)
+            scaled = loss if loss_scale is None else loss * tf.cast(loss_scale, loss.dtype)
         grads = tape.gradient(
-            loss,
+            scaled,
             [params[i] for i in indices],
             unconnected_gradients=tf.UnconnectedGradients.ZERO,
         )
+        if loss_scale is not None:
+            grads = [g / tf.cast(loss_scale, g.dtype) for g in grads]
         if first_order:
             grads = [tf.stop_gradient(g) for g in grads]
         if rule is not None:

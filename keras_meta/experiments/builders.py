@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 
 from keras_meta import learners, models
@@ -26,23 +28,52 @@ LEARNERS = {
 }
 
 
+@contextlib.contextmanager
+def dtype_policy(name: str | None):
+    """Sets Keras's global dtype policy to `name` (`None`: unchanged) inside
+    the block, and restores it after.
+
+    Example:
+
+    >>> with dtype_policy("mixed_bfloat16"):
+    ...     keras.layers.Dense(1).compute_dtype
+    'bfloat16'
+    >>> keras.layers.Dense(1).compute_dtype
+    'float32'
+    """
+    previous = keras.config.dtype_policy()
+    if name is not None:
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def build_model(config: RunConfig) -> keras.Model:
-    """The wrapped model of a configuration, for its dataset's inputs.
+    """The wrapped model of a configuration, for its dataset's inputs, under
+    its `mixed_precision` policy.
 
     Example:
 
     >>> build_model(RunConfig.from_protocol("maml-sinusoid")).output_shape
     (None, 1)
+    >>> build_model(RunConfig.from_protocol(
+    ...     "maml-sinusoid", mixed_precision="mixed_bfloat16")).compute_dtype
+    'bfloat16'
     """
-    if config.model == "mlp":
-        return models.mlp(config.input_shape[-1], 1, config.hidden_units)
-    return models.conv4(
-        config.input_shape,
-        num_outputs=None if config.algorithm == "protonet" else config.ways,
-        filters=config.filters,
-        pooling=config.pooling,
-        bn_scale=config.bn_scale,
-    )
+    # Only the wrapped model: the learner stays float32 (fast weights,
+    # outputs and losses), and the policy is saved with the model's layers.
+    with dtype_policy(config.mixed_precision):
+        if config.model == "mlp":
+            return models.mlp(config.input_shape[-1], 1, config.hidden_units)
+        return models.conv4(
+            config.input_shape,
+            num_outputs=None if config.algorithm == "protonet" else config.ways,
+            filters=config.filters,
+            pooling=config.pooling,
+            bn_scale=config.bn_scale,
+        )
 
 
 def build_learner(config: RunConfig, compile: bool = True) -> learners.MetaLearner:
@@ -57,7 +88,9 @@ def build_learner(config: RunConfig, compile: bool = True) -> learners.MetaLearn
     algorithm = config.algorithm
     cls = LEARNERS[algorithm]
     if algorithm == "protonet":
-        learner = cls(model, distance=config.distance, bn_mode=config.bn_mode)
+        # XLA needs the number of classes at trace time.
+        ways = config.ways if config.jit_compile else None
+        learner = cls(model, distance=config.distance, bn_mode=config.bn_mode, ways=ways)
     else:
         kwargs = dict(
             inner_learning_rate=config.inner_learning_rate,
@@ -84,7 +117,11 @@ def build_learner(config: RunConfig, compile: bool = True) -> learners.MetaLearn
         else:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             metrics = ["accuracy"]
-        learner.compile(optimizer=build_optimizer(config), loss=loss, metrics=metrics)
+        # Without --jit, Keras's "auto": XLA on a GPU only.
+        jit = True if config.jit_compile else "auto"
+        learner.compile(
+            optimizer=build_optimizer(config), loss=loss, metrics=metrics, jit_compile=jit
+        )
     return learner
 
 

@@ -32,6 +32,9 @@ from keras_meta.experiments import datasets
 from keras_meta.experiments import protocols as P
 
 _DATA, _EPISODES, _OPTIM, _MODEL = "algorithm and data", "episodes", "optimisation", "model"
+_RUN = "run options"
+# The `keras.mixed_precision` policies of `mixed_precision` (None: float32).
+MIXED_PRECISION_POLICIES = (None, "mixed_bfloat16", "mixed_float16")
 
 
 def _field(default, help: str, group: str | None = None, cli: str | None = "", **meta):
@@ -163,6 +166,35 @@ class RunConfig:
     )
     bn_mode: str = _field("transductive", "BatchNorm at test", _MODEL, choices=P.BN_MODES)
     seed: int = _field(0, "the run's seed (weights, episodes)", _OPTIM, minimum=None)
+    mixed_precision: str | None = _field(
+        None,
+        "the model's keras.mixed_precision policy: float16 or bfloat16 compute, float32 "
+        "weights, losses and outputs (float16 with loss scaling; bfloat16 is emulated, "
+        "and slow, on CPUs without AVX512-BF16/AMX)",
+        _RUN,
+        choices=MIXED_PRECISION_POLICIES,
+        omit_default=True,
+    )
+    jit_compile: bool = _field(
+        False,
+        "compile the training step with XLA (jit_compile=True; without it Keras decides: "
+        "XLA on a GPU). Meta-batches of at most 8 episodes are unrolled under XLA; larger "
+        "ones run in a tf.while_loop, which XLA on CPU runs 10-30x slower (a warning says so)",
+        _RUN,
+        cli="jit",
+        omit_default=True,
+    )
+    wandb: bool = _field(
+        False,
+        "also log the epoch metrics to Weights & Biases (pip install keras_meta[wandb]; "
+        "WANDB_MODE=offline logs without an account)",
+        _RUN,
+        omit_default=True,
+    )
+    wandb_project: str | None = _field(
+        None, "the Weights & Biases project of --wandb (default: keras_meta)", _RUN,
+        metavar="NAME", omit_default=True,
+    )
     published: dict | None = _field(None, "the published result", cli=None)
     notes: str = _field("", "how the protocol departs from the paper", cli=None)
 
@@ -234,6 +266,10 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain JSON values (tuples become lists).
 
+        The run options (`mixed_precision`, `jit_compile`, `wandb`,
+        `wandb_project`) appear only when set, so that a run without them
+        writes the config.json that earlier versions wrote and read.
+
         Example:
 
         >>> RunConfig().to_dict()["hidden_units"]
@@ -242,6 +278,8 @@ class RunConfig:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.metadata.get("omit_default") and value == f.default:
+                continue
             out[f.name] = list(value) if isinstance(value, tuple) else (
                 dict(value) if isinstance(value, dict) else value
             )
@@ -313,6 +351,10 @@ class RunConfig:
 
 FIELD_TYPES = typing.get_type_hints(RunConfig)
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
+# Written to config.json only when set (see `RunConfig.to_dict`).
+RUN_OPTION_FIELDS = tuple(
+    f.name for f in dataclasses.fields(RunConfig) if f.metadata.get("omit_default")
+)
 
 
 def base_type(hint) -> tuple[type, bool]:
@@ -409,6 +451,16 @@ def _check_consistency(c: RunConfig):
         raise ValueError(
             "`inner_optimizer` and `inner_batch_size` are options of the reptile "
             f"algorithm; received them for {c.algorithm}."
+        )
+    if c.wandb_project is not None and not c.wandb:
+        raise ValueError(
+            "`wandb_project` names the Weights & Biases project of `wandb=True`; "
+            f"received wandb_project={c.wandb_project!r} with wandb=False."
+        )
+    if c.jit_compile and c.algorithm == "protonet" and c.eval_ways not in (None, c.ways):
+        raise ValueError(
+            "protonet under XLA (`jit_compile=True`) needs a fixed number of classes: "
+            f"eval_ways ({c.eval_ways}) must equal ways ({c.ways})."
         )
     if c.lr_schedule == "step" and (c.lr_decay_steps is None or c.lr_decay_rate is None):
         raise ValueError("lr_schedule='step' needs `lr_decay_steps` and `lr_decay_rate`.")

@@ -63,7 +63,7 @@ def _argument(f: dataclasses.Field) -> dict:
     else:
         kwargs["type"] = kind
         path = "DIR" if f.name.endswith("_dir") else None
-        kwargs["metavar"] = {int: "N", float: "X"}.get(kind, path)
+        kwargs["metavar"] = meta.get("metavar") or {int: "N", float: "X"}.get(kind, path)
     return kwargs
 
 
@@ -125,14 +125,16 @@ def options_table() -> str:
     >>> options_table().splitlines()[0]
     '| option | field | default | meaning |'
     """
-    defaults = RunConfig().to_dict()
+    defaults = RunConfig()
     lines = ["| option | field | default | meaning |", "|---|---|---|---|"]
     for option, f in cli_fields():
         meaning = f.metadata["help"]
         choices = [_choice_text(c) for c in f.metadata.get("choices", ())]
         if not all(c in meaning for c in choices):
             meaning += ": " + ", ".join(f"`{c}`" for c in choices)
-        default = defaults[f.name]
+        default = getattr(defaults, f.name)
+        if isinstance(default, tuple):
+            default = list(default)
         if isinstance(default, list):
             default = ",".join(map(str, default))
         kind, _ = base_type(FIELD_TYPES[f.name])

@@ -3,7 +3,8 @@
 Each writes its file atomically (`run_dir.atomic`): `learner.keras` and
 `best.keras` (`AtomicCheckpoint`), `history.csv` (`HistoryFile`, one row per
 epoch even when an epoch is trained again after a crash) and `run.json`
-(`RunProgress`). `BackupAndRestore` comes last, so that an epoch counts as done
+(`RunProgress`); with `wandb`, Weights & Biases' `WandbMetricsLogger` logs
+the epoch metrics beside TensorBoard. `BackupAndRestore` comes last, so that an epoch counts as done
 only once everything else has recorded it.
 
 Example:
@@ -115,6 +116,56 @@ class RunProgress(keras.callbacks.Callback):
         files.write_json(files.path(self.run_dir, files.RUN_FILE), state)
 
 
+WANDB_INSTALL = "pip install keras_meta[wandb]"
+WANDB_DEFAULT_PROJECT = "keras_meta"
+
+
+class FinishWandb(keras.callbacks.Callback):
+    """Ends the Weights & Biases run (`wandb.finish()`) when training ends.
+
+    Example:
+
+    >>> FinishWandb().run is None
+    True
+    """
+
+    def __init__(self, run=None):
+        super().__init__()
+        self.run = run
+
+    def on_train_end(self, logs=None):
+        if self.run is not None:
+            self.run.finish()
+
+
+def wandb_callbacks(run_dir, config: RunConfig) -> list:
+    """Starts a Weights & Biases run and returns its Keras callbacks.
+
+    The run is named after the run directory, records the configuration and
+    writes its local files under `run_dir` (or `WANDB_DIR`); `WANDB_MODE=offline`
+    logs without an account (`wandb sync` uploads later). `RunError` if the
+    optional `wandb` package is missing.
+
+    Example:
+
+    >>> wandb_callbacks("runs/a", RunConfig(wandb=True))  # doctest: +SKIP
+    """
+    try:
+        import wandb
+        from wandb.integration.keras import WandbMetricsLogger
+    except ImportError:
+        raise files.RunError(
+            f"--wandb needs the wandb package, which is not installed: {WANDB_INSTALL}"
+        ) from None
+    run = wandb.init(
+        project=config.wandb_project or WANDB_DEFAULT_PROJECT,
+        name=os.path.basename(os.path.normpath(os.fspath(run_dir))),
+        config=config.to_dict(),
+        dir=os.environ.get("WANDB_DIR") or os.fspath(run_dir),
+    )
+    return [WandbMetricsLogger(log_freq="epoch"), FinishWandb(run)]
+
+
 class SimulatedInterruption(KeyboardInterrupt):
     """Raised by the hidden `--fail-after-epochs` test flag."""
 
@@ -170,7 +221,7 @@ def run_callbacks(
 
     `backup` is the run's `keras.callbacks.BackupAndRestore` (by default one
     in `run_dir/backup`). A worker other than the chief (`chief=False`)
-    writes nothing but its backup.
+    writes nothing but its backup, and logs nothing to Weights & Biases.
     """
     from keras_meta.callbacks import MetaEvaluation, ScalarLogger, tensorboard_installed
 
@@ -194,12 +245,15 @@ def run_callbacks(
         tensorboard = ScalarLogger(log_dir)
     previous = files.run_state(run_dir).get("train_seconds", 0.0) if start_epoch else 0.0
     _, steps = config.epochs_and_steps
+    # After MetaEvaluation, so that they log the validation metrics too.
+    wandb = wandb_callbacks(run_dir, config) if config.wandb else []
     return [
         MetaEvaluation(val_episodes, num_episodes=config.val_episodes),
         AtomicCheckpoint(files.path(run_dir, files.CHECKPOINTS["final"])),
         AtomicCheckpoint(files.path(run_dir, files.CHECKPOINTS["best"]), monitor, mode, best),
         HistoryFile(files.path(run_dir, files.HISTORY_FILE)),
         tensorboard,
+        *wandb,
         RunProgress(run_dir, steps, previous),
         # Last, so that an epoch counts as done only once everything above
         # has recorded it. The backup is kept until run.json says "finished".

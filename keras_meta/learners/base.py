@@ -16,7 +16,7 @@ import tensorflow as tf
 from keras_meta import _keras_compat
 from keras_meta._moments import exact_moments
 from keras_meta.input_checks import check_episode_inputs, check_single_output, check_wrapped_model
-from keras_meta.learners import _episode_loop
+from keras_meta.learners import _episode_loop, _precision
 from keras_meta.learners._building import BuildAndSerialize
 from keras_meta.learners._episode_loop import DEFAULT_PARALLEL_EPISODES
 from keras_meta.learners._episodes import (
@@ -117,7 +117,9 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
         """Compiles the learner; `loss` is the loss of both loops.
 
         Metrics are query metrics after adaptation. Takes the arguments of
-        `keras.Model.compile`.
+        `keras.Model.compile`; when the wrapped model computes in float16
+        (`keras.mixed_precision`), the optimizer is wrapped in a
+        `keras.optimizers.LossScaleOptimizer` unless `auto_scale_loss=False`.
         """
         if loss is None:
             raise ValueError(
@@ -127,6 +129,8 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
         if kwargs.get("loss_weights") is not None:
             raise ValueError("`loss_weights` is not supported by meta-learners.")
         self._episode_loss_fn = _as_loss(loss)
+        if kwargs.get("auto_scale_loss", True):
+            optimizer = _precision.loss_scale_optimizer(optimizer, self.model)
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
 
     def compile_from_config(self, config):
@@ -165,7 +169,9 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
     def forward(self, params, state, x, training):
         """Calls the wrapped model with the weights `params` and `state`.
 
-        Returns `(outputs, new_state, regularization_loss)`.
+        Returns `(outputs, new_state, regularization_loss)`; float16 and
+        bfloat16 outputs (mixed precision) are cast to float32, so that
+        losses, heads and metrics are computed in float32.
         """
         model = self.model
         with exact_moments():
@@ -184,7 +190,7 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
                     outputs = model(x, training=training)
                     losses = model.losses
                 state = [scope.get_current_value(v) for v in model.non_trainable_variables]
-        outputs = check_single_output(model, outputs)
+        outputs = _precision.to_float32(check_single_output(model, outputs))
         reg = tf.add_n([tf.cast(v, outputs.dtype) for v in losses]) if losses else 0.0
         return outputs, list(state), reg
 
@@ -371,6 +377,12 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
             eps, self.episode_gradients, grads_like=variables
         )
         self.optimizer.apply_gradients(zip(grads, variables))
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # A skipped (overflowed) step keeps the state as well as the weights.
+            finite = _precision.all_finite(grads)
+            state = tf.nest.map_structure(
+                lambda new, old: tf.where(finite, new, old), state, self.loop_state()
+            )
         state = _episode_loop.mean_over_replicas(state)
         tf.nest.map_structure(lambda v, s: v.assign(s), self.state_variables(), state)
         self._update_loss_tracker(losses)

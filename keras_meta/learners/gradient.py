@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras_meta import _keras_compat
 from keras_meta.adapted import adapted_model, resolve_batch_norm
 from keras_meta.inner_loop import inner_loop
+from keras_meta.learners import _precision
 from keras_meta.learners._episodes import Episode
 from keras_meta.learners.base import MetaLearner
 from keras_meta.validation import check_bool, check_int, check_positive
@@ -93,6 +94,12 @@ class InnerLoopLearner(MetaLearner):
         with per-step weights (MAML++'s per-step BatchNorm) override it.
         """
         return self.forward(params, state, x, training)
+
+    def inner_loss_scale(self) -> float | None:
+        """The inner loop's loss scale: `INNER_LOSS_SCALE` (1024) when the
+        wrapped model computes in float16 (`keras.mixed_precision`), else
+        `None` (see `keras_meta.inner_loop.inner_loop`)."""
+        return _precision.INNER_LOSS_SCALE if _precision.uses_float16(self.model) else None
 
     def support_loss_fn(self, episode: Episode, training: bool, batches=None):
         """The inner loop's `loss_fn(params, state, step) -> (loss, state)`.
@@ -309,11 +316,15 @@ class GradientLearner(InnerLoopLearner):
             adapted=self.adapted_mask(),
             first_order=first_order or not training,
             on_step=on_step,
+            loss_scale=self.inner_loss_scale(),
         )
 
 
 def clone_with_weights(model: keras.Model, params, state) -> keras.Model:
     """A standalone copy of `model` with the given trainable/non-trainable values.
+
+    The copy of a model with float16/bfloat16 outputs (mixed precision) ends
+    in a float32 cast, as the learners cast the outputs before any loss.
 
     Example:
 
@@ -344,4 +355,22 @@ def clone_with_weights(model: keras.Model, params, state) -> keras.Model:
         v.assign(value)
     for v, value in zip(clone.non_trainable_variables, state):
         v.assign(value)
-    return clone
+    return _float32_outputs(clone)
+
+
+def _float32_outputs(model: keras.Model) -> keras.Model:
+    """`model` followed by a float32 cast if it computes in float16/bfloat16."""
+    if not set(_precision.LOW_PRECISION) & _precision.compute_dtypes(model):
+        return model
+    if _keras_compat.is_functional(model):
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    else:
+        shape = (model.get_build_config() or {}).get("input_shape")
+        if shape is None:
+            return model
+        inputs = keras.Input(tuple(shape)[1:])
+    outputs = model(inputs)
+    if outputs.dtype == "float32":
+        return model
+    cast = keras.layers.Activation("linear", dtype="float32", name="float32_outputs")
+    return keras.Model(inputs, cast(outputs), name=model.name)

@@ -249,8 +249,10 @@ class ProtoNet(EmbeddingLearner):
         return prototype_logits(query_embeddings, head, self.distance, self._scale_tensor())
 
     def head_layer(self, head):
+        # float32 whatever the global policy: the distances of the adapted
+        # model are those of the learner (float32, see `MetaLearner.forward`).
         layer = PrototypeClassifier(
-            int(head.shape[0]), self.distance, self.scale, name="prototypes"
+            int(head.shape[0]), self.distance, self.scale, name="prototypes", dtype="float32"
         )
         layer.build((None, int(head.shape[1])))
         layer.prototypes.assign(head)

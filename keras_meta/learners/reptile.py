@@ -209,6 +209,7 @@ class Reptile(InnerLoopLearner):
             update_fn=self.inner_update_rule(),
             first_order=True,
             on_step=on_step,
+            loss_scale=self.inner_loss_scale(),
         )
 
     # ------------------------------------------------------------------
