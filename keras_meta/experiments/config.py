@@ -7,7 +7,7 @@ declarations (`keras_meta.experiments.options`). A `RunConfig` checks itself
 when it is built (with the helpers of `keras_meta.validation`), so that a
 configuration that exists is a valid one, and answers the questions the
 application asks of it (`is_regression`, episode shapes, input shape, the
-metric to monitor, epochs). The module is a little over 400 lines because it
+metric to monitor, epochs). The module is near 480 lines because it
 is the schema: one declaration per field, and the rules that tie them.
 
 Example:
