@@ -32,7 +32,9 @@ setup(
         "wandb": ["wandb"],
         # scikit-learn's digits are the real cross-domain target of the tests
         # and of examples/cross_domain.py.
-        "test": ["pytest>=7", "pytest-timeout", "ruff", "scikit-learn", "wandb"],
+        "test": [
+            "pytest>=7", "pytest-timeout", "pytest-xdist", "ruff", "scikit-learn", "wandb",
+        ],
     },
     entry_points={"console_scripts": ["keras-meta=keras_meta.cli:main"]},
     classifiers=[
