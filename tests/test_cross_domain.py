@@ -25,6 +25,7 @@ def _load_example():
     return module
 
 
+@pytest.mark.slow
 def test_quick_cross_domain_run_beats_chance_on_digits(omniglot_dir, tmp_path):
     example = _load_example()
     plot = tmp_path / "cross_domain.png"

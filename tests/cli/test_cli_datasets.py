@@ -82,7 +82,9 @@ def test_dataset_errors_are_one_line(trained_run, tmp_path, capsys):
     assert not (trained_run / "evaluation_tiered_imagenet.json").exists()
 
 
-@pytest.mark.parametrize("dataset", ["cifar_fs", "fc100"])
+@pytest.mark.parametrize(
+    "dataset", ["cifar_fs", pytest.param("fc100", marks=pytest.mark.slow)]
+)
 def test_tfds_benchmark_trains_and_evaluates(dataset, tmp_path, capsys):
     loader = getattr(km.data, dataset)
     out = tmp_path / "run"
@@ -182,6 +184,7 @@ def test_streamed_benchmark_equals_the_same_classes_in_memory(folders, tmp_path,
     assert record["results"]["loss"] == pytest.approx(expected["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_mini_imagenet_from_an_imagenet_folder(tmp_path, capsys):
     root = tmp_path / "imagenet"
     rng = np.random.default_rng(0)

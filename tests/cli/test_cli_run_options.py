@@ -26,6 +26,7 @@ def _final_weights(out):
     return keras.models.load_model(out / "learner.keras").model.get_weights()
 
 
+@pytest.mark.slow
 def test_jit_trains_the_same_weights(tmp_path):
     assert main(_sinusoid_args(tmp_path / "plain")) == 0
     assert main(_sinusoid_args(tmp_path / "jit", "--jit")) == 0
@@ -45,6 +46,7 @@ def test_mixed_precision_builds_the_model_under_the_policy_only(policy):
     assert is_scaled == (policy == "mixed_float16")
 
 
+@pytest.mark.slow
 def test_mixed_precision_train_records_and_reloads_the_policy(tmp_path):
     out = tmp_path / "mp"
     assert main(_sinusoid_args(out, "--mixed-precision", "mixed_float16")) == 0
@@ -93,6 +95,7 @@ def _wandb_records(path):
     return records
 
 
+@pytest.mark.slow
 def test_wandb_logs_an_offline_run(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
