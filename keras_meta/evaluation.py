@@ -14,7 +14,6 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Mapping
 
 import keras
 import numpy as np
@@ -22,7 +21,7 @@ import tensorflow as tf
 
 from keras_meta import _keras_compat
 from keras_meta.adapted import resolve_batch_norm
-from keras_meta.data.matching import episode_image_shape, match_images
+from keras_meta.data.matching import episode_axes, episode_image_shape, match_images
 from keras_meta.input_checks import model_input_shape
 from keras_meta.validation import check_bool
 
@@ -65,26 +64,6 @@ def confidence_interval(values, z: float = Z_95) -> tuple[float, float]:
     if mean.ndim == 0:
         return float(mean), float(half)
     return mean.tolist(), half.tolist()
-
-
-def _is_batched(element_spec) -> bool:
-    """Whether a dataset's elements carry the leading episode axis B.
-
-    Integer labels are `[S]` per episode and `[B, S]` per batch; regression
-    targets `[S, d]` and `[B, S, d]`. The dtype tells which rank to expect,
-    so the check never confuses a batch of classification episodes with one
-    regression episode.
-    """
-    x = element_spec[0] if isinstance(element_spec, tuple) else element_spec
-    if not isinstance(x, Mapping) or "support_y" not in x:
-        raise ValueError(
-            "Expected a dataset of episodes `(x, query_y)` with x = {'support_x', "
-            "'support_y', 'query_x'} (see keras_meta.data); received elements "
-            f"with the spec {element_spec}."
-        )
-    support_y = x["support_y"]
-    single_rank = 1 if support_y.dtype.is_integer else 2
-    return support_y.shape.rank == single_rank + 1
 
 
 def _as_dataset(episodes) -> tf.data.Dataset:
@@ -226,7 +205,7 @@ def evaluate(
     learner._require_loss()
 
     dataset = _matched(learner, _as_dataset(episodes), match_inputs)
-    if _is_batched(dataset.element_spec):
+    if episode_axes(dataset.element_spec) == 2:
         dataset = dataset.unbatch()
     cardinality = int(dataset.cardinality())
     if 0 <= cardinality < num_episodes:

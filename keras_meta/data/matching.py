@@ -132,6 +132,34 @@ def match_image_array(images, input_shape: tuple[int, int, int]) -> tf.Tensor:
     return _convert(images, input_shape)
 
 
+def episode_axes(element_spec) -> int:
+    """How many leading axes the episodes of a dataset's `element_spec` have.
+
+    1 for single episodes, 2 for batched ones (the episode axis B first).
+    Integer labels are `[S]` per episode and `[B, S]` per batch; regression
+    targets `[S, d]` and `[B, S, d]`. The dtype tells which rank to expect, so a
+    batch of classification episodes is never taken for one regression episode.
+
+    Example:
+
+    >>> import numpy as np, keras_meta as km
+    >>> x = np.random.rand(40, 8, 8, 1).astype("float32")
+    >>> ds = km.data.episodes(x, np.repeat(np.arange(4), 10), ways=2, seed=0, queries=2)
+    >>> episode_axes(ds.element_spec), episode_axes(ds.batch(3).element_spec)
+    (1, 2)
+    """
+    x = element_spec[0] if isinstance(element_spec, tuple) else element_spec
+    if not isinstance(x, Mapping) or "support_x" not in x or "support_y" not in x:
+        raise ValueError(
+            "Expected a dataset of episodes `(x, query_y)` with x = {'support_x', "
+            "'support_y', 'query_x'} (see keras_meta.data); received elements with the "
+            f"spec {element_spec}."
+        )
+    support_y = x["support_y"]
+    single_rank = 1 if support_y.dtype.is_integer else 2
+    return 2 if support_y.shape.rank == single_rank + 1 else 1
+
+
 def episode_image_shape(element_spec) -> tuple:
     """The example shape of the episodes of a dataset's `element_spec` (batched or not).
 
@@ -143,17 +171,8 @@ def episode_image_shape(element_spec) -> tuple:
     >>> episode_image_shape(ds.batch(3).element_spec)
     (8, 8, 1)
     """
+    lead = episode_axes(element_spec)
     x = element_spec[0] if isinstance(element_spec, tuple) else element_spec
-    if not isinstance(x, Mapping) or "support_x" not in x or "support_y" not in x:
-        raise ValueError(
-            "Expected a dataset of episodes `(x, query_y)` with x = {'support_x', "
-            "'support_y', 'query_x'} (see keras_meta.data); received elements with the "
-            f"spec {element_spec}."
-        )
-    support_y = x["support_y"]
-    # Integer labels are [S] per episode, regression targets [S, d]; one more axis is B.
-    single_rank = 1 if support_y.dtype.is_integer else 2
-    lead = 2 if support_y.shape.rank == single_rank + 1 else 1
     return tuple(None if d is None else int(d) for d in x["support_x"].shape[lead:])
 
 
