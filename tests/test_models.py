@@ -9,12 +9,14 @@ from keras_meta import models
 from keras_meta.experiments import builders, protocols
 
 
-def _conv4_params(channels, filters, bn_scale, outputs):
+def _conv4_params(channels, filters, bn_scale, outputs, features=None):
     """Hand count: 4 convs 3x3 (+bias), BatchNorm (beta, moving mean and
-    variance, gamma when it scales), a dense head."""
+    variance, gamma when it scales), a dense head on `features` inputs (the
+    `filters` of a pooled last map by default)."""
     convs = 9 * channels * filters + filters + 3 * (9 * filters * filters + filters)
     bn = 4 * filters * (4 if bn_scale else 3)
-    head = 0 if outputs is None else filters * outputs + outputs
+    features = filters if features is None else features
+    head = 0 if outputs is None else features * outputs + outputs
     return convs + bn + head
 
 
@@ -55,9 +57,19 @@ def test_each_protocol_builds_its_network(name):
         assert net.count_params() == models.mlp().count_params()
         return
     outputs = None if config.algorithm == "protonet" else config.ways
-    assert net.count_params() == _conv4_params(1, 64, config.bn_scale, outputs)
+    size, _, channels = config.input_shape
     strided = config.pooling == "strided"
-    assert strided == (config.algorithm != "protonet")
+    # A max-pooled map is flattened into the head (84 -> 42 -> 21 -> 10 -> 5 on
+    # mini-ImageNet: MAML's 5x5x32 features); Omniglot's ends at 1x1.
+    side = size
+    for _ in range(4):
+        side //= 2
+    features = None if strided else side * side * config.filters
+    expected = _conv4_params(channels, config.filters, config.bn_scale, outputs, features)
+    assert net.count_params() == expected
+    # MAML and Reptile use stride-2 convolutions on Omniglot, max-pooling on
+    # mini-ImageNet (as in MAML's code); ProtoNets always max-pools.
+    assert strided == (config.algorithm != "protonet" and config.dataset == "omniglot")
     assert any(isinstance(layer, keras.layers.MaxPooling2D) for layer in net.layers) != strided
 
 
