@@ -157,6 +157,7 @@ def _stand_in_mini_imagenet(root, split, image_size=84):
             for n in picked}
 
 
+@pytest.mark.slow
 def test_streamed_benchmark_equals_the_same_classes_in_memory(folders, tmp_path, monkeypatch):
     # sources.py's streaming branch, through a stand-in for km.data.mini_imagenet
     # (the real loader and its ImageNet class lists: the next test).

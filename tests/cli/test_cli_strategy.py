@@ -47,6 +47,7 @@ def test_the_cli_choices_are_the_library_strategies():
     assert STRATEGIES == distribute.STRATEGIES
 
 
+@pytest.mark.slow
 def test_mirrored_trains_as_none_and_resumes_a_run_of_another_strategy(tmp_path, capsys):
     assert main(_sine_args(tmp_path / "none")) == 0
     assert main(_sine_args(tmp_path / "mirrored", "--strategy", "mirrored")) == 0
