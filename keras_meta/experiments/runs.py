@@ -41,7 +41,9 @@ def prepare_run(
     """Resolves the configuration of a new or resumed run in `run_dir`.
 
     Returns `(config, resuming)`. An unfinished run's stored configuration is
-    used, and options that contradict it are an error.
+    used, and options that contradict it are an error, except `data_dir`: where
+    the data is is not part of the experiment, so a run resumed on another
+    machine (or after the data moved) reads it from the folder given.
 
     Example:
 
@@ -68,7 +70,7 @@ def prepare_run(
     except (TypeError, ValueError) as error:
         raise RunError(str(error)) from None
     old = stored.to_dict()
-    changed = [k for k in overrides if old[k] != given[k]]
+    changed = [k for k in overrides if k != "data_dir" and old[k] != given[k]]
     if changed:
         detail = ", ".join(f"{k}: {old[k]!r} -> {given[k]!r}" for k in changed)
         raise RunError(
@@ -76,6 +78,8 @@ def prepare_run(
             f"configuration ({detail}); resume it without these options or "
             "use a new --out"
         )
+    if overrides.get("data_dir") is not None:
+        return stored.override(data_dir=overrides["data_dir"]), True
     return stored, True
 
 

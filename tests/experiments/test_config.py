@@ -199,3 +199,19 @@ def test_mini_imagenet_protocols_are_the_papers():
         assert c.eval_episode_shape == (5, shots, 15) and c.eval_episodes == 600
         assert (c.lr_schedule, c.lr_decay_steps, c.lr_decay_rate) == ("step", 2000, 0.5)
         assert (c.published["value"], c.published["ci95"]) == (value, ci)
+
+
+def test_a_resumed_run_takes_a_new_data_dir_but_no_other_change(tmp_path):
+    from keras_meta.experiments import run_dir as files
+    from keras_meta.experiments.runs import RunError, prepare_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    stored = RunConfig(dataset="folder", data_dir="old/place", split="random", iterations=20)
+    files.write_config(run, stored)
+    config, resuming = prepare_run(run, None, {"data_dir": "new/place"})
+    assert resuming and config.data_dir == "new/place"
+    assert config.to_dict() == stored.override(data_dir="new/place").to_dict()
+    assert prepare_run(run)[0].data_dir == "old/place"
+    with pytest.raises(RunError, match=r"another configuration \(iterations: 20 -> 30\)"):
+        prepare_run(run, None, {"data_dir": "new/place", "iterations": 30})
