@@ -13,7 +13,9 @@ imports `keras.src` or reads a private Keras attribute.
   `_compile_metrics`, `_flatten_layers` and the fit-time build hook
   `_maybe_symbolic_build` / `_symbolic_build`;
 - the function `_compute_moments` of Keras's TensorFlow backend, which
-  `keras_meta._moments` swaps for exact batch moments (see `MomentsPatch`);
+  `keras_meta._moments` swaps for exact batch moments, and the attributes of
+  `keras.layers.BatchNormalization` that its fused training-mode call reads
+  (see `AttributePatch`);
 - `reduce_per_replica` of Keras's TensorFlow trainer, wrapped under a
   multi-worker strategy so that scalar logs can be reduced across workers
   (`patch_multi_worker_scalar_logs`, used by `keras_meta.distribute`).
@@ -32,8 +34,9 @@ from keras.src.losses.losses import LossFunctionWrapper
 __all__ = [
     "FirstReplicaBuild",
     "LossFunctionWrapper",
-    "MomentsPatch",
+    "AttributePatch",
     "batch_moments_patch",
+    "batch_norm_call_patch",
     "call_has_training_arg",
     "compiled_metrics",
     "in_stateless_scope",
@@ -116,22 +119,23 @@ class FirstReplicaBuild:
             self._symbolic_build(data_batch=data_batch)
 
 
-class MomentsPatch:
-    """Replaces `module.<name>` while at least one user is inside `patched`.
+class AttributePatch:
+    """Replaces `owner.<name>` while at least one user is inside `patched`.
 
     Reference-counted and thread-safe: the first user to enter reads the
     original (under the lock) and installs the replacement, the last one to
     leave puts the original back, so two learners tracing at once in two
     threads never save the replacement as "the original" nor leave it
-    installed. A module that lacks the attribute fails at first use with an
-    error naming the Keras version and the missing symbol, rather than
-    silently computing slightly wrong second derivatives.
+    installed. An owner (module or class) that lacks the attribute fails at
+    first use with an error naming the Keras version, the missing symbol and
+    what keras_meta needs it for, rather than silently computing something
+    else.
 
     Example:
 
     >>> import types
     >>> module = types.SimpleNamespace(moments=abs)
-    >>> patch = MomentsPatch(module, "moments", where="a stand-in module")
+    >>> patch = AttributePatch(module, "moments", where="a stand-in module")
     >>> with patch.patched(round):
     ...     module.moments is round
     True
@@ -139,36 +143,42 @@ class MomentsPatch:
     True
     """
 
-    def __init__(self, module, name: str, where: str):
-        self._module = module
+    def __init__(
+        self,
+        owner,
+        name: str,
+        where: str,
+        purpose: str = "to get exact second derivatives through BatchNormalization",
+    ):
+        self._owner = owner
         self._name = name
         self._where = where
+        self._purpose = purpose
         self._lock = threading.Lock()
         self._users = 0
         self._original = None
 
     def _missing(self) -> RuntimeError:
         return RuntimeError(
-            f"keras_meta patches `{self._name}` of {self._where} to get exact second "
-            "derivatives through BatchNormalization, but Keras "
-            f"{keras.__version__} has no such function. This Keras release is not "
+            f"keras_meta patches `{self._name}` of {self._where} {self._purpose}, but "
+            f"Keras {keras.__version__} has no such function. This Keras release is not "
             "supported by this version of keras_meta (keras_meta/_keras_compat.py "
             "must be updated); use the Keras version keras_meta was tested with."
         )
 
     def check(self) -> None:
         """Raises `RuntimeError` unless the patched function exists."""
-        if self._module is None or not callable(getattr(self._module, self._name, None)):
+        if self._owner is None or not callable(getattr(self._owner, self._name, None)):
             raise self._missing()
 
     @contextlib.contextmanager
     def patched(self, replacement):
-        """Within the block, `module.<name>` is `replacement`."""
+        """Within the block, `owner.<name>` is `replacement`."""
         with self._lock:
             if self._users == 0:
                 self.check()
-                self._original = getattr(self._module, self._name)
-                setattr(self._module, self._name, replacement)
+                self._original = getattr(self._owner, self._name)
+                setattr(self._owner, self._name, replacement)
             self._users += 1
         try:
             yield
@@ -176,7 +186,7 @@ class MomentsPatch:
             with self._lock:
                 self._users -= 1
                 if self._users == 0:
-                    setattr(self._module, self._name, self._original)
+                    setattr(self._owner, self._name, self._original)
                     self._original = None
 
 
@@ -185,8 +195,33 @@ try:
 except ImportError:  # pragma: no cover - reported at first use by MomentsPatch
     _tf_nn = None
 
-batch_moments_patch = MomentsPatch(
+batch_moments_patch = AttributePatch(
     _tf_nn, "_compute_moments", where="keras.src.backend.tensorflow.nn"
+)
+
+batch_norm_call_patch = AttributePatch(
+    keras.layers.BatchNormalization,
+    "call",
+    where="keras.layers.BatchNormalization",
+    purpose="to run its training-mode call as one fused TensorFlow kernel",
+)
+
+# The attributes of a BatchNormalization layer that the fused call reads
+# (public attributes, but not a documented API; checked in the tests).
+BATCH_NORM_ATTRIBUTES = (
+    "axis",
+    "epsilon",
+    "momentum",
+    "center",
+    "scale",
+    "renorm",
+    "synchronized",
+    "moving_mean",
+    "moving_variance",
+    "gamma",
+    "beta",
+    "trainable",
+    "compute_dtype",
 )
 
 

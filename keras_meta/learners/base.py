@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from keras_meta import _keras_compat
-from keras_meta._moments import exact_moments
+from keras_meta._moments import learner_batch_norm
 from keras_meta.input_checks import check_episode_inputs, check_single_output, check_wrapped_model
 from keras_meta.learners import _episode_loop, _precision
 from keras_meta.learners._building import BuildAndSerialize
@@ -28,6 +28,7 @@ from keras_meta.learners._episodes import (
 from keras_meta.validation import check_choice, check_int
 
 BN_MODES = ("transductive", "running")
+
 
 def _as_loss(loss) -> keras.losses.Loss:
     """Resolves a compiled loss to one `keras.losses.Loss` object."""
@@ -174,7 +175,7 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
         losses, heads and metrics are computed in float32.
         """
         model = self.model
-        with exact_moments():
+        with learner_batch_norm(fused=not self._needs_second_derivatives()):
             if _keras_compat.call_has_training_arg(model):
                 outputs, state, losses = model.stateless_call(
                     list(params), list(state), x, training=training, return_losses=True
@@ -193,6 +194,12 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
         outputs = _precision.to_float32(check_single_output(model, outputs))
         reg = tf.add_n([tf.cast(v, outputs.dtype) for v in losses]) if losses else 0.0
         return outputs, list(state), reg
+
+    def _needs_second_derivatives(self) -> bool:
+        """Whether meta-training differentiates the model twice (second-order
+        meta-gradients); such learners keep Keras's BatchNorm ops
+        (keras_meta._moments explains why)."""
+        return False
 
     def model_params(self):
         """Current values of the wrapped model's trainable weights.

@@ -246,6 +246,9 @@ class GradientLearner(InnerLoopLearner):
                 raise ValueError("`adapt_layers` must name at least one layer.")
         self.adapt_layers = adapt_layers
 
+    def _needs_second_derivatives(self) -> bool:
+        return not self.first_order
+
     def get_config(self):
         config = super().get_config()
         if callable(self.adapt_layers):

@@ -16,7 +16,7 @@ from keras_meta._moments import exact_moments_fn
 
 
 def test_patch_of_a_missing_function_names_keras_version_and_symbol():
-    patch = _keras_compat.MomentsPatch(
+    patch = _keras_compat.AttributePatch(
         types.SimpleNamespace(), "_compute_moments", where="a stand-in module"
     )
     with pytest.raises(RuntimeError, match=r"`_compute_moments`.*Keras " + keras.__version__):
@@ -24,7 +24,7 @@ def test_patch_of_a_missing_function_names_keras_version_and_symbol():
             pass
     # The failed entry leaves no user behind: a module that has the function works.
     module = types.SimpleNamespace(_compute_moments=np.mean)
-    with _keras_compat.MomentsPatch(module, "_compute_moments", "m").patched(np.std):
+    with _keras_compat.AttributePatch(module, "_compute_moments", "m").patched(np.std):
         assert module._compute_moments is np.std
     assert module._compute_moments is np.mean
 
@@ -33,7 +33,7 @@ def test_overlapping_users_in_two_threads_restore_the_original():
     # A enters, B enters while A is inside, A leaves first: B must still see
     # the replacement, and the original must be back once B leaves.
     module = types.SimpleNamespace(_compute_moments=np.mean)
-    patch = _keras_compat.MomentsPatch(module, "_compute_moments", "m")
+    patch = _keras_compat.AttributePatch(module, "_compute_moments", "m")
     a_inside, b_inside, a_left = threading.Event(), threading.Event(), threading.Event()
     seen = {}
 
@@ -49,6 +49,7 @@ def test_overlapping_users_in_two_threads_restore_the_original():
             b_inside.set()
             a_left.wait(10)
             seen["b"] = module._compute_moments
+
     threads = [threading.Thread(target=a), threading.Thread(target=b)]
     for t in threads:
         t.start()
@@ -72,8 +73,12 @@ def test_two_learners_tracing_at_once_leave_keras_unpatched():
         try:
             keras.utils.set_random_seed(seed)
             net = keras.Sequential(
-                [keras.Input((3,)), keras.layers.Dense(4),
-                 keras.layers.BatchNormalization(), keras.layers.Dense(2)]
+                [
+                    keras.Input((3,)),
+                    keras.layers.Dense(4),
+                    keras.layers.BatchNormalization(),
+                    keras.layers.Dense(2),
+                ]
             )
             learner = km.MAML(net, inner_learning_rate=0.1, inner_steps=2)
             learner.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")

@@ -206,3 +206,47 @@ def test_meta_gradient_is_mean_over_episodes(float64):
     batched = _meta_gradient_from_library(learner, x, y)
     for k, g in enumerate(batched):
         np.testing.assert_allclose(g, np.mean([s[k] for s in singles], axis=0), rtol=1e-10)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_float32_meta_gradient_through_fused_batch_norm_matches_float64_reference(first_order):
+    """In float32, first-order MAML runs BatchNorm as TensorFlow's fused
+    kernel and second-order MAML as Keras's ops with exact moments
+    (keras_meta._moments): both against the float64 reference from the same
+    weights, and second order far from the truncated-variance reference."""
+    rng = np.random.default_rng(5)
+    model = _conv_model()
+    bn = model.layers[1]
+    bn.gamma.assign(rng.uniform(0.5, 1.5, size=4))
+    bn.beta.assign(rng.normal(size=4) * 0.1)
+    learner = km.MAML(model, inner_learning_rate=0.3, inner_steps=2, first_order=first_order)
+    learner.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=1.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    x, y = _classification_batch(rng, b=2, ways=3, shots=3, queries=2)
+    x = {k: v.astype("float32") if v.dtype == np.float64 else v for k, v in x.items()}
+    weights = [v.numpy().astype("float64") for v in model.trainable_variables]
+    episodes = [
+        (sx.astype("float64"), sy, qx.astype("float64"), qy)
+        for sx, sy, qx, qy in episode_list(x, y)
+    ]
+    got = _meta_gradient_from_library(learner, x, y)
+    expected, _ = _reference_meta_gradient(
+        _conv_bn_forward, sparse_ce, weights, episodes, 0.3, 2, first_order
+    )
+    truncated, _ = _reference_meta_gradient(
+        lambda w, x: _conv_bn_forward(w, x, exact=False),
+        sparse_ce,
+        weights,
+        episodes,
+        0.3,
+        2,
+        first_order,
+    )
+    scale = max(np.abs(e).max() for e in expected)
+    error = max(np.abs(g - e).max() for g, e in zip(got, expected)) / scale
+    assert error < 2e-5, error
+    if not first_order:
+        gap = max(np.abs(t - e).max() for t, e in zip(truncated, expected)) / scale
+        assert gap > 50 * error, (gap, error)
