@@ -53,6 +53,14 @@ DESCRIPTIONS = {
     ),
 }
 
+# The configuration's `notes` (the protocol's speak of its own split).
+NOTES = (
+    "The protocol's settings on Omniglot's official split without validation "
+    "(val_episodes=0): every character of the 30 background alphabets trains, the 20 "
+    "evaluation alphabets are the test classes. budget.iterations says how much of the "
+    "protocol's budget was spent."
+)
+
 
 def _commit() -> str:
     try:
@@ -152,7 +160,7 @@ def main(argv=None) -> int:
     out = args.out or os.path.join(REPO_ROOT, "keras_meta", "pretrained", args.name)
     from keras_meta import presets
 
-    written = presets.save_pretrained(learner, config, out, metadata)
+    written = presets.save_pretrained(learner, config.override(notes=NOTES), out, metadata)
     print(f"Wrote {written['weights']} ({os.path.getsize(written['weights'])} bytes) and "
           f"{written['metadata']}")
     return 0

@@ -4,11 +4,12 @@ A pretrained learner ("preset", as in keras-hub) is a folder of
 `keras_meta/pretrained/`: `model.weights.h5` (float32 weights only, no
 optimizer state) and `metadata.json` (the training configuration, the budget
 actually spent, the evaluation with its 95% CI, the commit and the date).
-Loading builds the learner from the configuration
-(`keras_meta.experiments.builders.build_learner`: `keras_meta.models.conv4` and
-the learner class), then reads the weights with `load_weights`: nothing is
-deserialised from the file but arrays (no pickle, no Lambda layers).
-`benchmarks/pretrain.py` makes the folders.
+Loading (`keras_meta.pretrained`, which `MetaLearner.from_preset` calls)
+builds the learner from the metadata (`keras_meta.models.conv4` and the learner
+class), then reads the weights with `load_weights`: nothing is deserialised
+from the file but arrays (no pickle, no Lambda layers). This module adds the
+training configuration as a `RunConfig` and the writing of the folders
+(`benchmarks/pretrain.py` makes them).
 
 >>> import keras_meta as km
 >>> "protonet_omniglot" in km.presets.list_pretrained()
@@ -31,67 +32,27 @@ protocol functions (`list_presets`, `get_preset`, `resolve_config`), now
 
 from __future__ import annotations
 
-import copy
-import functools
 import json
 import os
 import warnings
 
 from keras_meta.experiments import RunConfig, protocols
+from keras_meta.pretrained import (
+    METADATA_FILE,
+    PRETRAINED_DIR,
+    WEIGHTS_FILE,
+    _read_metadata,
+    get_metadata,
+    list_pretrained,
+    load_pretrained,
+)
 
-PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
-WEIGHTS_FILE = "model.weights.h5"
-METADATA_FILE = "metadata.json"
-
-
-def list_pretrained() -> list[str]:
-    """The names of the pretrained learners shipped with the package.
-
-    Example:
-
-    >>> list_pretrained()
-    ['maml_omniglot_5way', 'protonet_omniglot']
-    """
-    if not os.path.isdir(PRETRAINED_DIR):
-        return []
-    return sorted(
-        name for name in os.listdir(PRETRAINED_DIR)
-        if os.path.isfile(os.path.join(PRETRAINED_DIR, name, METADATA_FILE))
-    )
-
-
-def _check_name(name) -> str:
-    names = list_pretrained()
-    if not isinstance(name, str) or name not in names:
-        raise ValueError(
-            f"Unknown pretrained learner {name!r}; the pretrained learners are: "
-            f"{', '.join(names)}."
-        )
-    return name
-
-
-@functools.cache
-def _read_metadata(name: str) -> dict:
-    with open(os.path.join(PRETRAINED_DIR, name, METADATA_FILE), encoding="utf-8") as f:
-        return json.load(f)
-
-
-def get_metadata(name: str) -> dict:
-    """The metadata of a pretrained learner (a copy).
-
-    Keys: `name`, `class` (the learner class), `description`, `protocol`,
-    `config` (a `RunConfig` dict), `training_data`, `budget` (`iterations`
-    done, the protocol's `protocol_iterations`, `fraction`, `short`),
-    `wall_seconds`, `machine`, `commit`, `date`, `evaluation` (per episode
-    shape: `accuracy`, `accuracy_ci95`, `episodes`, ...), `weights_bytes`.
-
-    Example:
-
-    >>> meta = get_metadata("protonet_omniglot")
-    >>> meta["class"], sorted(meta["evaluation"])
-    ('ProtoNet', ['20way1shot', '5way1shot'])
-    """
-    return copy.deepcopy(_read_metadata(_check_name(name)))
+__all__ = [
+    "METADATA_FILE", "PRETRAINED_DIR", "WEIGHTS_FILE", "describe", "get_config", "get_metadata",
+    "list_pretrained", "load_pretrained", "save_pretrained",
+    # Deprecated.
+    "get_preset", "list_presets", "resolve_config",
+]  # fmt: skip
 
 
 def get_config(name: str) -> RunConfig:
@@ -103,50 +64,6 @@ def get_config(name: str) -> RunConfig:
     5
     """
     return RunConfig.from_dict(get_metadata(name)["config"])
-
-
-def _learner_class(config: RunConfig):
-    from keras_meta.experiments.builders import LEARNERS
-
-    return LEARNERS[config.algorithm]
-
-
-def load_pretrained(name: str, cls=None):
-    """A pretrained learner, compiled as in its training configuration.
-
-    Ready for `predict`, `evaluate` (`keras_meta.evaluate`), `adapt`, `export`
-    and further `fit` (with a fresh optimizer: only the weights ship).
-    `cls` (a learner class) restricts the names to learners of that class:
-    `ProtoNet.from_preset(name)` is `load_pretrained(name, ProtoNet)`.
-
-    Example:
-
-    >>> type(load_pretrained("maml_omniglot_5way")).__name__
-    'MAML'
-    """
-    from keras_meta.experiments.builders import build_learner
-    from keras_meta.learners.base import MetaLearner
-
-    _check_name(name)
-    if cls is not None:
-        if not (isinstance(cls, type) and issubclass(cls, MetaLearner)):
-            raise TypeError(f"`cls` must be a MetaLearner subclass; received {cls!r}.")
-        valid = [n for n in list_pretrained() if issubclass(_learner_class(get_config(n)), cls)]
-        if name not in valid:
-            found = _learner_class(get_config(name)).__name__
-            raise ValueError(
-                f"The pretrained learner {name!r} is a {found}, not a {cls.__name__}; "
-                f"{cls.__name__}.from_preset takes: {', '.join(valid) or 'none'} "
-                f"(all pretrained learners: {', '.join(list_pretrained())})."
-            )
-    config = get_config(name)
-    # Built and compiled after loading, so that the optimizer starts fresh
-    # whatever the file holds.
-    learner = build_learner(config, compile=False)
-    learner.load_weights(os.path.join(PRETRAINED_DIR, name, WEIGHTS_FILE))
-    compiled = build_learner(config)
-    compiled.set_weights(learner.get_weights())
-    return compiled
 
 
 def save_pretrained(learner, config: RunConfig, directory, metadata: dict) -> dict:
@@ -166,7 +83,14 @@ def save_pretrained(learner, config: RunConfig, directory, metadata: dict) -> di
     >>> sorted(paths)
     ['metadata', 'weights']
     """
-    from keras_meta.experiments.builders import build_learner
+    import keras
+
+    from keras_meta.experiments.builders import (
+        build_learner,
+        build_optimizer,
+        learner_spec,
+        model_spec,
+    )
     from keras_meta.learners.base import MetaLearner
 
     if not isinstance(learner, MetaLearner):
@@ -180,10 +104,27 @@ def save_pretrained(learner, config: RunConfig, directory, metadata: dict) -> di
     bare.set_weights([w.astype("float32") for w in learner.get_weights()])
     weights = os.path.join(directory, WEIGHTS_FILE)
     bare.save_weights(weights)
+    loss = "mse" if config.is_regression else keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True
+    )
     meta = dict(metadata)
     meta.update(
-        {"class": type(bare).__name__, "config": config.to_dict(),
-         "weights_bytes": os.path.getsize(weights)}
+        {
+            "class": type(bare).__name__,
+            "config": config.to_dict(),
+            # How keras_meta.pretrained rebuilds the learner, without the
+            # application layer: built-in Keras classes and keras_meta's own.
+            "build": {
+                "model": model_spec(config),
+                "learner": learner_spec(config),
+                "compile": {
+                    "optimizer": keras.optimizers.serialize(build_optimizer(config)),
+                    "loss": keras.losses.serialize(keras.losses.get(loss)),
+                    "metrics": ["mae"] if config.is_regression else ["accuracy"],
+                },
+            },
+            "weights_bytes": os.path.getsize(weights),
+        }
     )
     path = os.path.join(directory, METADATA_FILE)
     with open(path, "w", encoding="utf-8") as f:

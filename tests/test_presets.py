@@ -217,3 +217,8 @@ def test_the_api_reference_names_the_registry():
     public = [n for n in vars(presets) if not n.startswith("_") and callable(getattr(presets, n))
               and getattr(getattr(presets, n), "__module__", None) == presets.__name__]
     assert public and all(f"`{n}" in api for n in public), public
+    from keras_meta import pretrained
+
+    public = [n for n, v in vars(pretrained).items() if not n.startswith("_") and callable(v)
+              and getattr(v, "__module__", None) == pretrained.__name__]
+    assert public and all(f"`{n}" in api for n in public), public

@@ -124,7 +124,7 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
         >>> km.ProtoNet.from_preset("protonet_omniglot").bn_mode
         'running'
         """
-        from keras_meta.presets import load_pretrained
+        from keras_meta.pretrained import load_pretrained
 
         return load_pretrained(name, cls)
 
