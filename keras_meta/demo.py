@@ -252,8 +252,8 @@ def run_omniglot_demo(
     plot = plot_classification_episode(
         sx, sy, qx, qy, predicted, os.path.join(out_dir, "omniglot_demo.png"),
         class_names=short,
-        title=f"{OMNIGLOT_PRESET} adapted to {ways} characters ({shots}-shot) of {source}: "
-        f"{100 * accuracy:.0f}% of {len(qy)} queries",
+        title=f"{OMNIGLOT_PRESET} adapted to {ways} characters of\n{source} ({shots}-shot): "
+        f"{100 * accuracy:.0f}% of {len(qy)} queries right",
     )
     results = {
         "pretrained": OMNIGLOT_PRESET,

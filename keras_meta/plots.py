@@ -256,7 +256,8 @@ def plot_classification_episode(
                   vmin=0.0, vmax=1.0)
 
     for row, (c, (support, queries)) in enumerate(zip(classes, per_row)):
-        axes[row][0].text(0.5, 0.5, names[c], ha="center", va="center", fontsize=7, wrap=True)
+        axes[row][0].text(0.5, 0.5, f"true:\n{names[c]}", ha="center", va="center", fontsize=7,
+                          wrap=True)
         for j, image in enumerate(support):
             show(axes[row][1 + j], image)
             axes[row][1 + j].set_title("support", fontsize=7)
