@@ -14,7 +14,11 @@ setup(
     license="Apache-2.0",
     packages=find_packages(include=["keras_meta", "keras_meta.*"]),
     # Class lists of the standard few-shot splits ship as data files.
-    package_data={"keras_meta.data": ["class_lists/*.txt"]},
+    # So do the pretrained learners (weights only, and their metadata).
+    package_data={
+        "keras_meta.data": ["class_lists/*.txt"],
+        "keras_meta.pretrained": ["*/metadata.json", "*/model.weights.h5"],
+    },
     python_requires=">=3.10",
     install_requires=[
         "keras>=3.3",

@@ -6,13 +6,18 @@ keras-meta train ... --strategy multi-worker     # on each worker, with TF_CONFI
 keras-meta evaluate runs/maml --episodes 600
 keras-meta evaluate runs/mini --dataset cub       # cross-domain: another dataset's classes
 keras-meta adapt runs/maml --support my_classes/ --out adapted/
+keras-meta adapt --pretrained protonet_omniglot --support my_alphabet/ --out adapted/
 keras-meta protocols [NAME]
+keras-meta pretrained [NAME]
 keras-meta demo
+keras-meta demo omniglot --data-dir DATA
 ```
 
 See `docs/cli.md`. The work is done by `keras_meta.experiments.runs`; this
 module only parses arguments and prints results. The `train` options are
-generated from the fields of `keras_meta.experiments.RunConfig`.
+generated from the fields of `keras_meta.experiments.RunConfig`. (Near 470
+lines: the parsers of all seven commands, kept together so that building the
+parser imports no TensorFlow.)
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ import sys
 # keras_meta.distribute.STRATEGIES, written out so that building the parser
 # does not import TensorFlow (tests/cli/test_cli_strategy.py checks they agree).
 STRATEGIES = ("none", "mirrored", "multi-worker")
+DEMOS = ("sinusoid", "omniglot")
+# The options of each demo (the parser's defaults are None, so that an
+# option given to the other demo is an error).
+DEMO_OPTIONS = {
+    "sinusoid": ("iterations", "eval_tasks"),
+    "omniglot": ("data_dir", "images", "alphabet", "ways"),
+}
 
 
 def _integer(name: str, minimum: int | None = 1):
@@ -99,16 +111,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-meta", description="Meta-learning for Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="Meta-train MAML on sinusoid regression (no download).")
+    demo = sub.add_parser(
+        "demo",
+        help="Meta-train MAML on sinusoid regression (no download); `demo omniglot`: adapt "
+        "the pretrained protonet_omniglot learner to unseen characters",
+    )
+    demo.add_argument(
+        "task", nargs="?", choices=DEMOS, default="sinusoid",
+        help="sinusoid (default): meta-train MAML; omniglot: adapt a pretrained learner",
+    )
     demo.add_argument(
         "--iterations",
         type=_integer("iterations"),
         default=None,
-        help="meta-iterations (default: 15000, a few minutes on 2 CPU cores; the paper: 70000)",
+        help="sinusoid: meta-iterations (default: 15000, a few minutes on 2 CPU cores; the "
+        "paper: 70000)",
     )
     demo.add_argument("--out", default="demo_output", help="output folder")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--eval-tasks", type=_integer("eval_tasks", 2), default=600)
+    demo.add_argument("--eval-tasks", type=_integer("eval_tasks", 2), default=None,
+                      help="sinusoid: test tasks (default: 600)")
+    demo.add_argument("--data-dir", metavar="DIR",
+                      help="omniglot: the Omniglot folder (official archives or extracted)")
+    demo.add_argument("--images", metavar="FOLDER",
+                      help="omniglot: any folder of character images, one sub-folder per class")
+    demo.add_argument("--alphabet", help="omniglot: the evaluation alphabet (default: random)")
+    demo.add_argument("--ways", type=_integer("ways", 2), default=None,
+                      help="omniglot: characters to tell apart (default: 5)")
 
     _add_train_parser(sub)
 
@@ -158,7 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
             "class name."
         ),
     )
-    ad.add_argument("run_dir", metavar="RUN_DIR")
+    ad.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
+                    help="a trained run (or give --pretrained)")
+    ad.add_argument("--pretrained", metavar="NAME",
+                    help="adapt a pretrained learner instead of a run (see `keras-meta "
+                    "pretrained`); no training, no download")
     ad.add_argument("--support", required=True, metavar="FOLDER")
     ad.add_argument("--out", required=True, metavar="DIR")
     ad.add_argument(
@@ -182,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--no-invert", dest="invert", action="store_false")
 
     for name, text in (("protocols", "list the published protocols, or show one"),
-                       ("presets", "the former name of `protocols`")):
+                       ("presets", "the former name of `protocols`"),
+                       ("pretrained", "list the pretrained learners, or show one's metadata")):
         pr = sub.add_parser(name, help=text)
         pr.add_argument("name", nargs="?")
     return parser
@@ -323,6 +357,16 @@ def _run(args, parser) -> int:
         )
         print(f"Wrote {written}")
     else:
+        if (args.run_dir is None) == (args.pretrained is None):
+            parser.error(
+                "adapt takes either a RUN_DIR or --pretrained NAME (one of them); received "
+                f"RUN_DIR={args.run_dir!r}, --pretrained={args.pretrained!r}"
+            )
+        if args.pretrained is not None and args.checkpoint is not None:
+            parser.error(
+                "--checkpoint picks a run's checkpoint; a pretrained learner has one set of "
+                f"weights (received --checkpoint {args.checkpoint} with --pretrained)"
+            )
         info = runs.adapt(
             args.run_dir,
             args.support,
@@ -331,11 +375,63 @@ def _run(args, parser) -> int:
             checkpoint=args.checkpoint,
             invert=args.invert,
             batch_norm=args.batch_norm,
+            pretrained=args.pretrained,
         )
         print(
             f"Adapted to {len(info['labels'])} classes ({info['num_images']} "
             f"images); wrote the SavedModel and labels.json to {info['out_dir']}"
         )
+    return 0
+
+
+def _demo(args, parser) -> int:
+    for task, options in DEMO_OPTIONS.items():
+        given = [o for o in options if getattr(args, o) is not None]
+        if task != args.task and given:
+            flags = ", ".join("--" + o.replace("_", "-") for o in given)
+            parser.error(f"{flags}: option(s) of `demo {task}`, not of `demo {args.task}`")
+    if args.task == "omniglot" and (args.data_dir is None) == (args.images is None):
+        parser.error("demo omniglot takes --data-dir DIR (the Omniglot folder) or "
+                     "--images FOLDER (a folder of character images), one of them")
+    from keras_meta.demo import run_demo, run_omniglot_demo
+    from keras_meta.experiments.run_dir import RunError
+
+    try:
+        if args.task == "sinusoid":
+            run_demo(
+                iterations=args.iterations,
+                out_dir=args.out,
+                seed=args.seed,
+                eval_tasks=600 if args.eval_tasks is None else args.eval_tasks,
+            )
+        else:
+            run_omniglot_demo(
+                data_dir=args.data_dir,
+                images=args.images,
+                out_dir=args.out,
+                alphabet=args.alphabet,
+                ways=5 if args.ways is None else args.ways,
+                seed=args.seed,
+            )
+    except (RunError, ValueError, OSError) as error:
+        print(f"keras-meta demo: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _pretrained(args, parser) -> int:
+    from keras_meta import presets
+
+    if args.name is None:
+        for name in presets.list_pretrained():
+            print(presets.describe(name))
+        return 0
+    if args.name not in presets.list_pretrained():
+        parser.error(
+            f"unknown pretrained learner {args.name!r}; the pretrained learners are: "
+            f"{', '.join(presets.list_pretrained())}"
+        )
+    print(json.dumps(presets.get_metadata(args.name), indent=2))
     return 0
 
 
@@ -350,20 +446,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "demo":
-        from keras_meta.demo import run_demo
-        from keras_meta.experiments.run_dir import RunError
-
-        try:
-            run_demo(
-                iterations=args.iterations,
-                out_dir=args.out,
-                seed=args.seed,
-                eval_tasks=args.eval_tasks,
-            )
-        except RunError as error:
-            print(f"keras-meta demo: error: {error}", file=sys.stderr)
-            return 2
-        return 0
+        return _demo(args, parser)
+    if args.command == "pretrained":
+        return _pretrained(args, parser)
     if args.command in ("protocols", "presets"):
         from keras_meta.experiments import protocols
 

@@ -193,3 +193,83 @@ def plot_regression_adaptation(
     _save(fig, path)
     plt.close(fig)
     return os.fspath(path)
+
+
+def plot_classification_episode(
+    support_x,
+    support_y,
+    query_x,
+    query_y,
+    predicted,
+    path,
+    class_names=None,
+    title: str | None = None,
+) -> str:
+    """Plots one classification episode: support images, queries, predicted vs true.
+
+    One row per class: its support images, then its query images, each query
+    titled with its predicted class, green when right and red when wrong.
+
+    Args:
+        support_x, query_x: images `[n, h, w, channels]` in `[0, 1]`.
+        support_y, query_y: their integer labels `0..N-1`.
+        predicted: the predicted label of each query.
+        path: the PNG file to write.
+        class_names: a name per label (default: the labels).
+        title: the figure's title.
+
+    Returns:
+        `path`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).random((4, 8, 8, 1))
+    >>> plot_classification_episode(x[:2], [0, 1], x[2:], [0, 1], [0, 0], "episode.png")
+    'episode.png'
+    """
+    plt = _pyplot()
+    support_y, query_y, predicted = (
+        np.asarray(a).astype(int).reshape(-1) for a in (support_y, query_y, predicted)
+    )
+    if not (len(query_y) == len(predicted) == len(query_x)) or len(support_y) != len(support_x):
+        raise ValueError(
+            "Expected one label per image and one prediction per query; received "
+            f"{len(support_x)} support images, {len(support_y)} support labels, "
+            f"{len(query_x)} queries, {len(query_y)} query labels, {len(predicted)} predictions."
+        )
+    classes = sorted(set(support_y.tolist()))
+    names = [str(c) for c in classes] if class_names is None else list(class_names)
+    per_row = [(support_x[support_y == c], np.flatnonzero(query_y == c)) for c in classes]
+    columns = max(len(s) + len(q) for s, q in per_row)
+    fig, axes = plt.subplots(
+        len(classes), columns + 1, figsize=(1.3 * (columns + 1), 1.4 * len(classes)),
+        squeeze=False,
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+
+    def show(ax, image):
+        image = np.asarray(image, dtype="float32")
+        gray = image.shape[-1] == 1
+        ax.imshow(image[..., 0] if gray else image, cmap="gray_r" if gray else None,
+                  vmin=0.0, vmax=1.0)
+
+    for row, (c, (support, queries)) in enumerate(zip(classes, per_row)):
+        axes[row][0].text(0.5, 0.5, f"true:\n{names[c]}", ha="center", va="center", fontsize=7,
+                          wrap=True)
+        for j, image in enumerate(support):
+            show(axes[row][1 + j], image)
+            axes[row][1 + j].set_title("support", fontsize=7)
+        for j, q in enumerate(queries):
+            ax = axes[row][1 + len(support) + j]
+            show(ax, query_x[q])
+            right = predicted[q] == query_y[q]
+            ax.set_title(f"-> {names[predicted[q]]}", fontsize=7,
+                         color="green" if right else "red")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return os.fspath(path)

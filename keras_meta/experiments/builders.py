@@ -50,6 +50,30 @@ def dtype_policy(name: str | None):
         keras.config.set_dtype_policy(previous)
 
 
+def model_spec(config: RunConfig) -> dict:
+    """`{"name", "kwargs"}`: the `keras_meta.models` function and arguments of the
+    wrapped model (what `build_model` calls; a pretrained learner's metadata keeps it).
+
+    Example:
+
+    >>> model_spec(RunConfig.from_protocol("maml-sinusoid"))["name"]
+    'mlp'
+    """
+    if config.model == "mlp":
+        return {"name": "mlp", "kwargs": {"input_dim": config.input_shape[-1], "num_outputs": 1,
+                                          "hidden_units": list(config.hidden_units)}}
+    return {
+        "name": "conv4",
+        "kwargs": {
+            "input_shape": list(config.input_shape),
+            "num_outputs": None if config.algorithm == "protonet" else config.ways,
+            "filters": config.filters,
+            "pooling": config.pooling,
+            "bn_scale": config.bn_scale,
+        },
+    }
+
+
 def build_model(config: RunConfig) -> keras.Model:
     """The wrapped model of a configuration, for its dataset's inputs, under
     its `mixed_precision` policy.
@@ -62,35 +86,31 @@ def build_model(config: RunConfig) -> keras.Model:
     ...     "maml-sinusoid", mixed_precision="mixed_bfloat16")).compute_dtype
     'bfloat16'
     """
+    spec = model_spec(config)
+    kwargs = dict(spec["kwargs"])
+    if spec["name"] == "conv4":
+        kwargs["input_shape"] = tuple(kwargs["input_shape"])
     # Only the wrapped model: the learner stays float32 (fast weights,
     # outputs and losses), and the policy is saved with the model's layers.
     with dtype_policy(config.mixed_precision):
-        if config.model == "mlp":
-            return models.mlp(config.input_shape[-1], 1, config.hidden_units)
-        return models.conv4(
-            config.input_shape,
-            num_outputs=None if config.algorithm == "protonet" else config.ways,
-            filters=config.filters,
-            pooling=config.pooling,
-            bn_scale=config.bn_scale,
-        )
+        return getattr(models, spec["name"])(**kwargs)
 
 
-def build_learner(config: RunConfig, compile: bool = True) -> learners.MetaLearner:
-    """The learner of a configuration, compiled with its loss, metrics and optimizer.
+def learner_spec(config: RunConfig) -> dict:
+    """`{"class", "args", "kwargs"}`: the learner class of a configuration and its
+    arguments after the wrapped model (a pretrained learner's metadata keeps it).
 
     Example:
 
-    >>> build_learner(RunConfig.from_protocol("reptile-omniglot-5w1s")).inner_batch_size
-    10
+    >>> learner_spec(RunConfig.from_protocol("anil-omniglot-20w1s"))["args"]
+    [['head']]
     """
-    model = build_model(config)
     algorithm = config.algorithm
-    cls = LEARNERS[algorithm]
+    args = []
     if algorithm == "protonet":
         # XLA needs the number of classes at trace time.
         ways = config.ways if config.jit_compile else None
-        learner = cls(model, distance=config.distance, bn_mode=config.bn_mode, ways=ways)
+        kwargs = dict(distance=config.distance, bn_mode=config.bn_mode, ways=ways)
     else:
         kwargs = dict(
             inner_learning_rate=config.inner_learning_rate,
@@ -108,9 +128,20 @@ def build_learner(config: RunConfig, compile: bool = True) -> learners.MetaLearn
                 seed=config.seed,
             )
         if algorithm == "anil":
-            learner = cls(model, ["head"], **kwargs)
-        else:
-            learner = cls(model, **kwargs)
+            args = [["head"]]
+    return {"class": LEARNERS[algorithm].__name__, "args": args, "kwargs": kwargs}
+
+
+def build_learner(config: RunConfig, compile: bool = True) -> learners.MetaLearner:
+    """The learner of a configuration, compiled with its loss, metrics and optimizer.
+
+    Example:
+
+    >>> build_learner(RunConfig.from_protocol("reptile-omniglot-5w1s")).inner_batch_size
+    10
+    """
+    spec = learner_spec(config)
+    learner = LEARNERS[config.algorithm](build_model(config), *spec["args"], **spec["kwargs"])
     if compile:
         if config.is_regression:
             loss, metrics = "mse", ["mae"]

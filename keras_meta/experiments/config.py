@@ -114,7 +114,13 @@ class RunConfig:
     steps_per_epoch: int = _field(
         500, "meta-iterations between validations and checkpoints", _OPTIM
     )
-    val_episodes: int = _field(100, "validation episodes per epoch", _OPTIM)
+    val_episodes: int = _field(
+        100,
+        "validation episodes per epoch; 0: no validation (checkpoint final; Omniglot's "
+        "official split then trains on all background characters)",
+        _OPTIM,
+        minimum=0,
+    )
     eval_episodes: int = _field(600, "test episodes of `keras-meta evaluate`", _OPTIM)
     checkpoint: str = _field(
         "final", "the checkpoint evaluated by default", _OPTIM, choices=P.CHECKPOINTS
@@ -461,6 +467,12 @@ def _check_consistency(c: RunConfig):
         raise ValueError(
             "protonet under XLA (`jit_compile=True`) needs a fixed number of classes: "
             f"eval_ways ({c.eval_ways}) must equal ways ({c.ways})."
+        )
+    if c.val_episodes == 0 and c.checkpoint == "best":
+        raise ValueError(
+            "checkpoint='best' is the best validation epoch, and val_episodes=0 trains "
+            "without validation: use checkpoint='final'; received checkpoint='best', "
+            "val_episodes=0."
         )
     if c.lr_schedule == "step" and (c.lr_decay_steps is None or c.lr_decay_rate is None):
         raise ValueError("lr_schedule='step' needs `lr_decay_steps` and `lr_decay_rate`.")

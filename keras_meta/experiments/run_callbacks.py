@@ -247,10 +247,17 @@ def run_callbacks(
     _, steps = config.epochs_and_steps
     # After MetaEvaluation, so that they log the validation metrics too.
     wandb = wandb_callbacks(run_dir, config) if config.wandb else []
-    return [
+    # A run without validation (val_episodes=0) has no best epoch to keep.
+    validated = [
         MetaEvaluation(val_episodes, num_episodes=config.val_episodes),
-        AtomicCheckpoint(files.path(run_dir, files.CHECKPOINTS["final"])),
+    ] if config.val_episodes else []
+    best_checkpoint = [
         AtomicCheckpoint(files.path(run_dir, files.CHECKPOINTS["best"]), monitor, mode, best),
+    ] if config.val_episodes else []
+    return [
+        *validated,
+        AtomicCheckpoint(files.path(run_dir, files.CHECKPOINTS["final"])),
+        *best_checkpoint,
         HistoryFile(files.path(run_dir, files.HISTORY_FILE)),
         tensorboard,
         *wandb,

@@ -8,7 +8,8 @@ Running `train` again on an unfinished run directory resumes it at the
 last completed epoch, with the same episodes as an uninterrupted run.
 `train(..., strategy=...)` trains under a `tf.distribute` strategy
 (`keras_meta.distribute`; docs/distributed.md). `evaluate(..., dataset=)`
-evaluates a run on another dataset's classes. (A little over 400 lines: the
+evaluates a run on another dataset's classes. `adapt(..., pretrained=NAME)`
+adapts a pretrained learner (`keras_meta.presets`). (Near 530 lines: the
 strategy's checks and the workers' hand-over belong with `train`.)
 
 Example:
@@ -129,7 +130,8 @@ def train(
     # here, before anything is written.
     source = EpisodeSource(config)
     source.train_episodes(start=0)
-    source.fixed("validation", config.val_episodes)
+    if config.val_episodes:
+        source.fixed("validation", config.val_episodes)
     # Another worker on this machine may share run_dir: each holds the lock
     # of the folder it writes, the chief run_dir's, the others their backup's.
     with files.locked(run_dir if chief else backup.backup_dir):
@@ -227,7 +229,7 @@ def _fit(run_dir, config, source, start_epoch, fail_after_epochs, crash_after_ba
     train_episodes = distribute.distribute_episodes(
         strategy, source.train_episodes(start=start_epoch * steps), config.meta_batch_size
     )
-    val_episodes = source.fixed("validation", config.val_episodes)
+    val_episodes = source.fixed("validation", config.val_episodes) if config.val_episodes else None
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         learner = build_learner(config)
@@ -284,6 +286,11 @@ def load_run(run_dir, checkpoint: str | None = None) -> tuple[RunConfig, keras.M
         raise RunError(
             f"unknown checkpoint {checkpoint!r}; choose one of {sorted(files.CHECKPOINTS)}"
         )
+    if checkpoint == "best" and not config.val_episodes:
+        raise RunError(
+            f"{os.fspath(run_dir)!r} was trained without validation (val_episodes=0), so it "
+            "has no best checkpoint; use checkpoint 'final'"
+        )
     file = files.checkpoint_path(run_dir, checkpoint)
     if not os.path.exists(file):
         raise RunError(f"{os.fspath(run_dir)!r} has no trained learner yet (no {file})")
@@ -339,6 +346,11 @@ def evaluate(
         validation.check_int("inner_steps", inner_steps, allow_none=True)
     except (TypeError, ValueError) as error:
         raise RunError(str(error)) from None
+    if split == "validation" and not config.val_episodes and dataset in (None, trained_on):
+        raise RunError(
+            f"{os.fspath(run_dir)!r} was trained without validation (val_episodes=0) and has "
+            "no validation classes; evaluate split 'test'"
+        )
     if num_episodes is None:
         num_episodes = config.eval_episodes
     episodes = EpisodeSource(config).fixed(split, num_episodes, seed)
@@ -405,8 +417,13 @@ def adapt(
     checkpoint: str | None = None,
     invert: bool | None = None,
     batch_norm: str | None = None,
+    pretrained: str | None = None,
 ) -> dict:
     """Adapts a run's learner to a folder of labelled images and exports it.
+
+    With `pretrained` (a name of `keras_meta.presets.list_pretrained()`) and
+    `run_dir=None`, adapts that pretrained learner instead: no training, no
+    download.
 
     `batch_norm` says how the exported model's BatchNorm layers normalise (see
     `keras_meta.adapted`); by default a model that serves one image at a
@@ -423,10 +440,11 @@ def adapt(
     Example:
 
     >>> adapt("runs/omniglot", "my_support", "adapted")  # doctest: +SKIP
+    >>> adapt(None, "my_support", "adapted", pretrained="protonet_omniglot")  # doctest: +SKIP
     """
     from keras_meta import data
 
-    config, learner = load_run(run_dir, checkpoint)
+    config, learner = _adapt_source(run_dir, checkpoint, pretrained)
     if config.is_regression:
         raise RunError("adapt takes image folders; this run is a regression run")
     try:
@@ -470,6 +488,28 @@ def adapt(
         "invert": bool(invert),
         "batch_norm": batch_norm,
     }
+
+
+def _adapt_source(run_dir, checkpoint, pretrained) -> tuple[RunConfig, keras.Model]:
+    """`(config, learner)` of a run directory, or of a pretrained learner."""
+    if (run_dir is None) == (pretrained is None):
+        raise RunError(
+            "adapt takes a run directory or a pretrained learner, one of them; received "
+            f"run_dir={run_dir!r}, pretrained={pretrained!r}"
+        )
+    if pretrained is None:
+        return load_run(run_dir, checkpoint)
+    from keras_meta import presets
+
+    if checkpoint is not None:
+        raise RunError(
+            "`checkpoint` picks a run's checkpoint; a pretrained learner has one set of "
+            f"weights; received checkpoint={checkpoint!r} with pretrained={pretrained!r}"
+        )
+    try:
+        return presets.get_config(pretrained), presets.load_pretrained(pretrained)
+    except ValueError as error:
+        raise RunError(str(error)) from None
 
 
 def serving_batch_norm(learner) -> str:

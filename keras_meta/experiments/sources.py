@@ -93,9 +93,10 @@ def _load_omniglot(config: RunConfig, data_dir: str) -> dict:
         sizes = config.split_sizes or protocols.MAML_SPLIT_SIZES
         return _split(config, x, y, dict(zip(("train", "validation", "test"), sizes)))
     x, y = data.omniglot(data_dir, split="background", image_size=size)
-    num_val = int(
-        config.split_sizes[1] if config.split_sizes else protocols.OFFICIAL_VALIDATION_CLASSES
-    )
+    # A run without validation (val_episodes=0) trains on every background
+    # character unless split_sizes says otherwise.
+    default_val = protocols.OFFICIAL_VALIDATION_CLASSES if config.val_episodes else 0
+    num_val = int(config.split_sizes[1] if config.split_sizes else default_val)
     parts = _split(config, x, y, {"train": len(np.unique(y)) - num_val, "validation": num_val})
     parts["test"] = data.omniglot(data_dir, split="evaluation", image_size=size)
     return parts

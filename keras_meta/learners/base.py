@@ -111,6 +111,24 @@ class MetaLearner(_keras_compat.FirstReplicaBuild, BuildAndSerialize, keras.Mode
         if model.built:
             self.built = True
 
+    @classmethod
+    def from_preset(cls, name: str) -> MetaLearner:
+        """A pretrained learner of this class, compiled and ready to adapt.
+
+        The names are `keras_meta.presets.list_pretrained()`; a name of
+        another class (e.g. `MAML.from_preset("protonet_omniglot")`) is an
+        error that lists this class's names. See `keras_meta.presets`.
+
+        Example:
+
+        >>> import keras_meta as km
+        >>> km.ProtoNet.from_preset("protonet_omniglot").bn_mode
+        'running'
+        """
+        from keras_meta.pretrained import load_pretrained
+
+        return load_pretrained(name, cls)
+
     # ------------------------------------------------------------------
     # Compiling (building and serialisation: _building.py).
     # ------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The library never imports the application layer (keras_meta.experiments,
-the CLI, the demo, the deprecated presets module)."""
+the CLI, the demo, the presets module); `MetaLearner.from_preset` loads through
+the library's `keras_meta.pretrained`."""
 
 import ast
 import os
@@ -12,7 +13,9 @@ import keras_meta
 
 PACKAGE = os.path.dirname(os.path.abspath(keras_meta.__file__))
 REPO_ROOT = os.path.dirname(PACKAGE)
-LIBRARY = ["learners", "data", "inner_loop", "evaluation", "export", "callbacks", "models"]
+# `pretrained` loads the pretrained learners for `MetaLearner.from_preset`.
+LIBRARY = ["learners", "data", "inner_loop", "evaluation", "export", "callbacks", "models",
+           "pretrained"]
 APPLICATION = ("keras_meta.experiments", "keras_meta.cli", "keras_meta.demo", "keras_meta.presets")
 
 
@@ -56,7 +59,8 @@ def test_the_check_has_power(tmp_path):
 
 @pytest.mark.parametrize("imports", ["import keras_meta, keras_meta.learners, keras_meta.data, "
                                      "keras_meta.inner_loop, keras_meta.evaluation, "
-                                     "keras_meta.export, keras_meta.callbacks, keras_meta.models"])
+                                     "keras_meta.export, keras_meta.callbacks, keras_meta.models, "
+                                     "keras_meta.pretrained"])
 def test_importing_the_library_loads_no_application_module(imports):
     code = (
         f"import sys\n{imports}\n"

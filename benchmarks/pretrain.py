@@ -1,0 +1,170 @@
+"""Meta-trains a pretrained learner of `keras_meta.presets` and writes its package files.
+
+    python benchmarks/pretrain.py --name protonet_omniglot --data-dir ../shared/data/omniglot
+    python benchmarks/pretrain.py --name maml_omniglot_5way --iterations 800 \\
+        --data-dir ../shared/data/omniglot
+
+Trains through the project's own training path (`keras_meta.experiments.runs.train`,
+what `keras-meta train` runs) with the settings of the preset's protocol, on
+Omniglot's official split with no validation (`val_episodes=0`), so that every
+character of the 30 background alphabets trains and the 20 evaluation alphabets
+stay unseen. Then evaluates the final learner on fixed episodes of the
+evaluation alphabets (mean ± 95% CI) and writes `model.weights.h5` (float32,
+weights only) and `metadata.json` (configuration, budget actually spent vs the
+protocol's, wall time, machine, commit, evaluation) into
+`keras_meta/pretrained/NAME/` (or `--out`).
+
+The run directory (default `runs/pretrain/NAME`) is an ordinary run directory:
+running the same command again resumes an interrupted training, or, when
+training is finished, only evaluates and writes the files again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# name -> (protocol, configuration overrides, evaluation episodes as (ways, shots, queries)).
+PRESETS = {
+    "protonet_omniglot": (
+        "protonet-omniglot-20w1s",
+        # 60-way 1-shot training on all 964 background characters x 4 rotations.
+        {"split": "official", "split_sizes": None, "val_episodes": 0, "checkpoint": "final"},
+        ((5, 1, 15), (20, 1, 15)),
+    ),
+    "maml_omniglot_5way": (
+        "maml-omniglot-5w1s",
+        {"split": "official", "split_sizes": None, "val_episodes": 0, "checkpoint": "final"},
+        ((5, 1, 1),),
+    ),
+}
+DESCRIPTIONS = {
+    "protonet_omniglot": (
+        "ProtoNet conv4 meta-trained on all 964 characters of Omniglot's background "
+        "alphabets (rotations as classes); any number of classes at test."
+    ),
+    "maml_omniglot_5way": (
+        "MAML conv4 (strided, transductive BatchNorm) meta-trained 5-way 1-shot on "
+        "Omniglot's background alphabets; 5 outputs."
+    ),
+}
+
+# The configuration's `notes` (the protocol's speak of its own split).
+NOTES = (
+    "The protocol's settings on Omniglot's official split without validation "
+    "(val_episodes=0): every character of the 30 background alphabets trains, the 20 "
+    "evaluation alphabets are the test classes. budget.iterations says how much of the "
+    "protocol's budget was spent."
+)
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def evaluate_on_evaluation_alphabets(config, learner, shapes, num_episodes, seed) -> dict:
+    """`{"5way1shot": results, ...}` on episodes of Omniglot's evaluation alphabets."""
+    from keras_meta.evaluation import evaluate
+    from keras_meta.experiments.sources import EpisodeSource
+
+    out = {}
+    for ways, shots, queries in shapes:
+        shaped = config.override(eval_ways=ways, eval_shots=shots, eval_queries=queries)
+        # split="test" of the official split: the 20 evaluation alphabets.
+        episodes = EpisodeSource(shaped).fixed("test", num_episodes, seed)
+        results = evaluate(learner, episodes, num_episodes)
+        out[f"{ways}way{shots}shot"] = {
+            "accuracy": round(float(results["accuracy"]), 4),
+            "accuracy_ci95": round(float(results["accuracy_ci95"]), 4),
+            "loss": round(float(results["loss"]), 4),
+            "episodes": num_episodes,
+            "ways": ways,
+            "shots": shots,
+            "queries": queries,
+            "classes": "Omniglot evaluation alphabets (unseen in training)",
+            "seed": seed,
+        }
+        print(f"{ways}-way {shots}-shot: {100 * results['accuracy']:.2f}% ± "
+              f"{100 * results['accuracy_ci95']:.2f}% ({num_episodes} episodes)")
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--name", required=True, choices=sorted(PRESETS))
+    parser.add_argument("--data-dir", required=True, help="the Omniglot folder")
+    parser.add_argument("--iterations", type=int, help="default: the protocol's full budget")
+    parser.add_argument(
+        "--steps-per-epoch", type=int, help="checkpoint cadence (default: the protocol's)"
+    )
+    parser.add_argument("--run-dir", help="default: runs/pretrain/NAME")
+    parser.add_argument("--out", help="default: keras_meta/pretrained/NAME of this repository")
+    parser.add_argument("--episodes", type=int, default=600, help="evaluation episodes")
+    parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, REPO_ROOT)
+    from keras_meta.experiments import RunConfig
+    from keras_meta.experiments import run_dir as files
+    from keras_meta.experiments.runs import load_run, train
+
+    protocol, overrides, shapes = PRESETS[args.name]
+    overrides = dict(overrides, data_dir=os.path.abspath(args.data_dir))
+    full_budget = RunConfig.from_protocol(protocol).iterations
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    if args.steps_per_epoch is not None:
+        overrides["steps_per_epoch"] = args.steps_per_epoch
+    run_dir = args.run_dir or os.path.join("runs", "pretrain", args.name)
+    if not files.run_state(run_dir).get("finished"):
+        train(run_dir, protocol, overrides, verbose=args.verbose,
+              argv=["benchmarks/pretrain.py"] + list(sys.argv[1:] if argv is None else argv))
+    config, learner = load_run(run_dir, "final")
+    state = files.run_state(run_dir)
+    # Overrides the stored folder: the data may have moved since training.
+    config = config.override(data_dir=os.path.abspath(args.data_dir))
+    evaluation = evaluate_on_evaluation_alphabets(
+        config, learner, shapes, args.episodes, seed=config.seed + 2
+    )
+    done = int(state.get("iterations_done", 0))
+    metadata = {
+        "name": args.name,
+        "description": DESCRIPTIONS[args.name],
+        "protocol": protocol,
+        "training_data": (
+            "Omniglot background alphabets (official split), all characters; no validation"
+        ),
+        "budget": {
+            "iterations": done,
+            "protocol_iterations": full_budget,
+            "fraction": round(done / full_budget, 4),
+            "short": done < full_budget,
+        },
+        "wall_seconds": round(float(state.get("train_seconds", 0.0)), 1),
+        "machine": files.machine_info(),
+        "commit": _commit(),
+        "date": state.get("finished_at") or files.now(),
+        "evaluation": evaluation,
+    }
+    out = args.out or os.path.join(REPO_ROOT, "keras_meta", "pretrained", args.name)
+    from keras_meta import presets
+
+    written = presets.save_pretrained(learner, config.override(notes=NOTES), out, metadata)
+    print(f"Wrote {written['weights']} ({os.path.getsize(written['weights'])} bytes) and "
+          f"{written['metadata']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
