@@ -27,6 +27,7 @@ MODULES = (
     "keras_meta.loading",
     "keras_meta.input_checks",
     "keras_meta.distribute",
+    "keras_meta.presets",
 )
 
 
