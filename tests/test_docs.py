@@ -437,10 +437,17 @@ def run_markdown(text: str, name: str, work: pathlib.Path, small: bool, data_dir
     return not_run
 
 
+@pytest.fixture(scope="session")
+def docs_keras_home(tmp_path_factory):
+    """One KERAS_HOME for the pages of a session (not the user's): the pages
+    that load Omniglot share its decoded cache instead of decoding it again."""
+    return tmp_path_factory.mktemp("docs_keras_home")
+
+
 @pytest.mark.parametrize("path", list(cases()))
-def test_code_blocks_run(path, tmp_path, monkeypatch, capsys, request):
+def test_code_blocks_run(path, tmp_path, monkeypatch, capsys, request, docs_keras_home):
     monkeypatch.setenv("MPLBACKEND", os.environ.get("MPLBACKEND", "Agg"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("KERAS_HOME", str(docs_keras_home))
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
