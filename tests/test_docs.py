@@ -80,6 +80,10 @@ PYTHON_BUDGETS = [
     (r"\bsteps_per_epoch=\d+", "steps_per_epoch=2"),
     (r"\bnum_episodes=\d+", "num_episodes=4"),
     (r"\.batch\((\d+)\)", lambda m: f".batch({min(int(m.group(1)), 4)})"),
+    # Counts named before use (fit(steps_per_epoch=iterations)); epochs stay
+    # (a page may print what its schedule reached).
+    (r"(?m)^iterations = \d+$", "iterations = 2"),
+    (r"(?m)^steps_per_epoch, epochs = \d+, ", "steps_per_epoch, epochs = 2, "),
 ]
 
 # Small budgets for `keras-meta` commands: subcommand -> {option: value}, each
@@ -437,10 +441,17 @@ def run_markdown(text: str, name: str, work: pathlib.Path, small: bool, data_dir
     return not_run
 
 
+@pytest.fixture(scope="session")
+def docs_keras_home(tmp_path_factory):
+    """One KERAS_HOME for the pages of a session (not the user's): the pages
+    that load Omniglot share its decoded cache instead of decoding it again."""
+    return tmp_path_factory.mktemp("docs_keras_home")
+
+
 @pytest.mark.parametrize("path", list(cases()))
-def test_code_blocks_run(path, tmp_path, monkeypatch, capsys, request):
+def test_code_blocks_run(path, tmp_path, monkeypatch, capsys, request, docs_keras_home):
     monkeypatch.setenv("MPLBACKEND", os.environ.get("MPLBACKEND", "Agg"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("KERAS_HOME", str(docs_keras_home))
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -526,6 +537,10 @@ def test_shell_commands_and_budgets():
         "fit(d.batch(4), epochs=1, steps_per_epoch=2)"
     )
     assert shrink_python("multi_step_loss_epochs=10") == "multi_step_loss_epochs=10"
+    assert shrink_python("iterations = 100\nfit(steps_per_epoch=iterations)") == (
+        "iterations = 2\nfit(steps_per_epoch=iterations)"
+    )
+    assert shrink_python("steps_per_epoch, epochs = 10, 3") == "steps_per_epoch, epochs = 2, 3"
 
 
 def test_budget_variable(monkeypatch):

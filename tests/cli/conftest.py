@@ -1,8 +1,10 @@
 """Fixtures of the command-line tests, shared by their files: the tiny image
-dataset and one uninterrupted training run on it (the reference of the
-resumption tests)."""
+dataset, one uninterrupted training run on it (the reference of the
+resumption tests) and one run interrupted after 2 of its 3 epochs (copied by
+each test that resumes or damages it)."""
 
 import os
+import shutil
 import sys
 
 import pytest
@@ -31,3 +33,21 @@ def trained_run(folders):
     return out
 
 
+@pytest.fixture(scope="session")
+def interrupted_template(folders):
+    """A run interrupted after 2 of its 3 epochs, trained once per session.
+    Tests take a copy (`interrupted_copy`): they resume or damage it."""
+    root, data, _ = folders
+    out = root / "interrupted_template"
+    assert main(_train_args(data, out, "--fail-after-epochs", "2")) == 130
+    return out
+
+
+@pytest.fixture
+def interrupted_copy(interrupted_template, tmp_path):
+    """Makes a private copy of the interrupted run at `tmp_path / name`."""
+
+    def copy(name="interrupted"):
+        return shutil.copytree(interrupted_template, tmp_path / name)
+
+    return copy

@@ -129,11 +129,10 @@ def test_train_evaluate_adapt_end_to_end(folders, trained_run, capsys):
     np.testing.assert_allclose(served_logits, np.asarray(expected), atol=1e-4)
 
 
-def test_interrupted_training_resumes_at_the_right_epoch(folders, trained_run):
-    root, data, _ = folders
-    out = root / "resumed"
-    # Interrupted after 2 of 3 epochs.
-    assert main(_train_args(data, out, "--fail-after-epochs", "2")) == 130
+def test_interrupted_training_resumes_at_the_right_epoch(folders, trained_run, interrupted_copy):
+    _, data, _ = folders
+    # Interrupted after 2 of 3 epochs (`--fail-after-epochs 2`).
+    out = interrupted_copy("resumed")
     metadata = json.loads((out / "backup" / "training_metadata.json").read_text())
     assert metadata["epoch"] == 2
     assert json.loads((out / "run.json").read_text())["epochs_done"] == 2

@@ -35,12 +35,10 @@ def _assert_same_weights(run, reference):
 
 
 @pytest.fixture
-def interrupted(folders, tmp_path):
+def interrupted(interrupted_copy):
     """A run interrupted after 2 of its 3 epochs: the backup holds epoch 2 and,
-    as the previous copy, epoch 1."""
-    _, data, _ = folders
-    out = tmp_path / "interrupted"
-    assert main(_train_args(data, out, "--fail-after-epochs", "2")) == 130
+    as the previous copy, epoch 1 (a private copy of the session's run)."""
+    out = interrupted_copy()
     backup = out / "backup"
     assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 2
     assert json.loads((backup / "training_metadata.json.bkp").read_text())["epoch"] == 1
