@@ -210,7 +210,9 @@ def never_run_reason(command: str) -> str | None:
 
 
 def shrink_cli(argv: list[str]) -> list[str]:
-    options = CLI_BUDGETS.get(argv[0], {})
+    # `demo omniglot` adapts a pretrained learner: no budget to shrink.
+    pretrained_demo = argv[:2] == ["demo", "omniglot"]
+    options = {} if pretrained_demo else CLI_BUDGETS.get(argv[0], {})
     argv = list(argv)
     for option, value in options.items():
         if option in argv:
