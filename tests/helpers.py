@@ -373,3 +373,26 @@ def stop_workers(procs):
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(30)
+
+
+# ---------------------------------------------------------------------------
+# Real data.
+# ---------------------------------------------------------------------------
+def omniglot_subset(omniglot_dir, root, characters, drawings):
+    """Writes images_<split>.zip into `root` with the first `characters[split]`
+    characters (sorted) of each real archive and `drawings` drawings each, in
+    the official layout; returns `root`."""
+    import zipfile
+
+    for split, count in characters.items():
+        with zipfile.ZipFile(omniglot_dir / f"images_{split}.zip") as source:
+            names = sorted(n for n in source.namelist() if n.endswith(".png"))
+            by_character = {}
+            for name in names:
+                by_character.setdefault(name.rsplit("/", 1)[0], []).append(name)
+            with zipfile.ZipFile(root / f"images_{split}.zip", "w") as target:
+                for character in sorted(by_character)[:count]:
+                    for name in by_character[character][:drawings]:
+                        target.writestr(name, source.read(name))
+    return root
+

@@ -4,11 +4,11 @@ evaluation alphabets, on a small subset of the real archives
 (../shared/data/omniglot) re-packed in the official layout."""
 
 import json
-import zipfile
 
 import numpy as np
 import pytest
 from cli_helpers import _error
+from helpers import omniglot_subset
 
 import keras_meta as km
 from keras_meta.cli import main
@@ -22,17 +22,7 @@ DRAWINGS = 3
 @pytest.fixture(scope="module")
 def subset(omniglot_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("omniglot_subset_noval")
-    for split, count in CHARACTERS.items():
-        with zipfile.ZipFile(omniglot_dir / f"images_{split}.zip") as source:
-            names = sorted(n for n in source.namelist() if n.endswith(".png"))
-            by_character = {}
-            for name in names:
-                by_character.setdefault(name.rsplit("/", 1)[0], []).append(name)
-            with zipfile.ZipFile(root / f"images_{split}.zip", "w") as target:
-                for character in sorted(by_character)[:count]:
-                    for name in by_character[character][:DRAWINGS]:
-                        target.writestr(name, source.read(name))
-    return root
+    return omniglot_subset(omniglot_dir, root, CHARACTERS, DRAWINGS)
 
 
 @pytest.fixture(autouse=True)

@@ -3,11 +3,11 @@ subset of the real archives (../shared/data/omniglot): a few characters of
 each archive, re-packed in the official layout."""
 
 import json
-import zipfile
 
 import keras
 import numpy as np
 import pytest
+from helpers import omniglot_subset
 
 import keras_meta as km
 from keras_meta.cli import main
@@ -25,18 +25,7 @@ def subset(omniglot_dir, tmp_path_factory):
     """A folder with images_background.zip and images_evaluation.zip holding
     the first characters of the real archives."""
     root = tmp_path_factory.mktemp("omniglot_subset")
-    for split, count in CHARACTERS.items():
-        with zipfile.ZipFile(omniglot_dir / f"images_{split}.zip") as source:
-            names = sorted(n for n in source.namelist() if n.endswith(".png"))
-            by_character = {}
-            for name in names:
-                by_character.setdefault(name.rsplit("/", 1)[0], []).append(name)
-            chosen = sorted(by_character)[:count]
-            with zipfile.ZipFile(root / f"images_{split}.zip", "w") as target:
-                for character in chosen:
-                    for name in by_character[character][:DRAWINGS]:
-                        target.writestr(name, source.read(name))
-    return root
+    return omniglot_subset(omniglot_dir, root, CHARACTERS, DRAWINGS)
 
 
 @pytest.fixture(autouse=True)

@@ -142,9 +142,8 @@ def _classification_batch(rng, b=2, ways=3, shots=2, queries=2):
     )
 
 
-@pytest.mark.parametrize("first_order", [False, True])
-def test_maml_conv_bn_meta_gradient_matches_float64_reference(float64, first_order):
-    rng = np.random.default_rng(2)
+def _conv_bn_maml(rng, first_order):
+    """The conv + BN model in MAML (2 inner steps of 0.3; SGD(1.0) outer)."""
     model = _conv_model()
     # Non-trivial BN weights, so that their gradients are exercised.
     bn = model.layers[1]
@@ -155,6 +154,13 @@ def test_maml_conv_bn_meta_gradient_matches_float64_reference(float64, first_ord
         optimizer=keras.optimizers.SGD(learning_rate=1.0),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
+    return model, learner
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_maml_conv_bn_meta_gradient_matches_float64_reference(float64, first_order):
+    rng = np.random.default_rng(2)
+    model, learner = _conv_bn_maml(rng, first_order)
     x, y = _classification_batch(rng)
     moving_before = [v.numpy().copy() for v in model.non_trainable_variables]
     weights, episodes, expected = _assert_meta_gradient_matches_reference(
@@ -215,15 +221,7 @@ def test_float32_meta_gradient_through_fused_batch_norm_matches_float64_referenc
     (keras_meta._moments): both against the float64 reference from the same
     weights, and second order far from the truncated-variance reference."""
     rng = np.random.default_rng(5)
-    model = _conv_model()
-    bn = model.layers[1]
-    bn.gamma.assign(rng.uniform(0.5, 1.5, size=4))
-    bn.beta.assign(rng.normal(size=4) * 0.1)
-    learner = km.MAML(model, inner_learning_rate=0.3, inner_steps=2, first_order=first_order)
-    learner.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=1.0),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    model, learner = _conv_bn_maml(rng, first_order)
     x, y = _classification_batch(rng, b=2, ways=3, shots=3, queries=2)
     x = {k: v.astype("float32") if v.dtype == np.float64 else v for k, v in x.items()}
     weights = [v.numpy().astype("float64") for v in model.trainable_variables]
