@@ -142,6 +142,19 @@ def _classification_batch(rng, b=2, ways=3, shots=2, queries=2):
     )
 
 
+def _truncated_reference(weights, episodes, first_order):
+    """The reference with tf.nn.moments' variance (no gradient through the mean)."""
+    return _reference_meta_gradient(
+        lambda w, x: _conv_bn_forward(w, x, exact=False),
+        sparse_ce,
+        weights,
+        episodes,
+        0.3,
+        2,
+        first_order,
+    )
+
+
 def _conv_bn_maml(rng, first_order):
     """The conv + BN model in MAML (2 inner steps of 0.3; SGD(1.0) outer)."""
     model = _conv_model()
@@ -170,15 +183,7 @@ def test_maml_conv_bn_meta_gradient_matches_float64_reference(float64, first_ord
     # derivatives, so the same first-order meta-gradient; a second-order one
     # that misses the exact one by far more than the tolerance above, so the
     # comparison would catch a library that lost its exact-moments hook.
-    truncated, _ = _reference_meta_gradient(
-        lambda w, x: _conv_bn_forward(w, x, exact=False),
-        sparse_ce,
-        weights,
-        episodes,
-        0.3,
-        2,
-        first_order,
-    )
+    truncated, _ = _truncated_reference(weights, episodes, first_order)
     excess = max(
         np.max(np.abs(t - e) / (1e-10 + 1e-8 * np.abs(e))) for t, e in zip(truncated, expected)
     )
@@ -233,15 +238,7 @@ def test_float32_meta_gradient_through_fused_batch_norm_matches_float64_referenc
     expected, _ = _reference_meta_gradient(
         _conv_bn_forward, sparse_ce, weights, episodes, 0.3, 2, first_order
     )
-    truncated, _ = _reference_meta_gradient(
-        lambda w, x: _conv_bn_forward(w, x, exact=False),
-        sparse_ce,
-        weights,
-        episodes,
-        0.3,
-        2,
-        first_order,
-    )
+    truncated, _ = _truncated_reference(weights, episodes, first_order)
     scale = max(np.abs(e).max() for e in expected)
     error = max(np.abs(g - e).max() for g, e in zip(got, expected)) / scale
     assert error < 2e-5, error
