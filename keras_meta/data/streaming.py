@@ -159,7 +159,7 @@ class StreamingEpisodeSampler(EpisodeSampler):
         stored = tf.shape(image)[:2]
         if self.image_size is None:
             same = tf.reduce_all(stored == [height, width])
-            tf.debugging.Assert(
+            check = tf.debugging.Assert(
                 same,
                 [
                     f"All images must have the size of the first, {height}x{width}, or "
@@ -168,7 +168,9 @@ class StreamingEpisodeSampler(EpisodeSampler):
                     stored,
                 ],
             )
-            image = tf.cast(image, tf.float32)
+            # Before the shape check below, whose own error would not say how to fix it.
+            with tf.control_dependencies([check]):
+                image = tf.cast(image, tf.float32)
         else:
             # Resizing to the stored size is skipped, so that such files decode exactly.
             image = tf.cond(
