@@ -112,9 +112,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="default: keras_meta/pretrained/NAME of this repository")
     parser.add_argument("--episodes", type=int, default=600, help="evaluation episodes")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+    parser.add_argument(
+        "--threads", type=int, help="threads of each TensorFlow op (default: one per core)"
+    )
     args = parser.parse_args(argv)
 
     sys.path.insert(0, REPO_ROOT)
+    if args.threads is not None:
+        from keras_meta.cli import set_threads
+
+        set_threads(args.threads)
     from keras_meta.experiments import RunConfig
     from keras_meta.experiments import run_dir as files
     from keras_meta.experiments.runs import load_run, train

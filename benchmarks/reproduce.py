@@ -189,9 +189,16 @@ def main(argv=None) -> int:
         help="rewrite the protocols table of the results file and exit",
     )
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    parser.add_argument(
+        "--threads", type=int, help="threads of each TensorFlow op (default: one per core)"
+    )
     args = parser.parse_args(argv)
 
     sys.path.insert(0, REPO_ROOT)
+    if args.threads is not None:
+        from keras_meta.cli import set_threads
+
+        set_threads(args.threads)
     from keras_meta.experiments import protocols, run_dir, runs
 
     if args.protocols:

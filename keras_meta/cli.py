@@ -3,6 +3,7 @@
 ```
 keras-meta train --protocol maml-omniglot-5w1s --data-dir DATA --out runs/maml
 keras-meta train ... --strategy multi-worker     # on each worker, with TF_CONFIG
+keras-meta train ... --threads 1                 # one intra-op thread (two runs share 2 cores)
 keras-meta evaluate runs/maml --episodes 600
 keras-meta evaluate runs/mini --dataset cub       # cross-domain: another dataset's classes
 keras-meta adapt runs/maml --support my_classes/ --out adapted/
@@ -58,11 +59,29 @@ def _integer(name: str, minimum: int | None = 1):
     return parse
 
 
-def _add_train_parser(sub):
+def _threads_parser() -> argparse.ArgumentParser:
+    """The `--threads` option shared by the commands that run TensorFlow."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--threads",
+        type=_integer("threads"),
+        metavar="N",
+        help=(
+            "threads of each TensorFlow op (tf.config.threading intra-op parallelism; "
+            "default: one per core). 1 spends the least CPU time on MAML's small "
+            "convolutions and lets several runs share a machine (docs/performance.md). "
+            "Not stored: a run may resume with another value"
+        ),
+    )
+    return common
+
+
+def _add_train_parser(sub, common):
     from keras_meta.experiments.options import add_config_options
 
     p = sub.add_parser(
         "train",
+        parents=[common],
         help="meta-train a learner into a run directory (resumes an unfinished one)",
         description=(
             "Meta-trains a learner. A --protocol pins a published protocol; "
@@ -110,9 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="keras-meta", description="Meta-learning for Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
+    common = _threads_parser()
 
     demo = sub.add_parser(
         "demo",
+        parents=[common],
         help="Meta-train MAML on sinusoid regression (no download); `demo omniglot`: adapt "
         "the pretrained protonet_omniglot learner to unseen characters",
     )
@@ -139,10 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ways", type=_integer("ways", 2), default=None,
                       help="omniglot: characters to tell apart (default: 5)")
 
-    _add_train_parser(sub)
+    _add_train_parser(sub, common)
 
     ev = sub.add_parser(
         "evaluate",
+        parents=[common],
         help="evaluate a run on fixed test episodes: mean ± 95%% CI",
         description=(
             "Evaluates a trained run on a fixed, seeded set of test episodes; "
@@ -179,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ad = sub.add_parser(
         "adapt",
+        parents=[common],
         help="adapt a run to a folder of labelled images; export a SavedModel",
         description=(
             "Adapts the learner of RUN_DIR to the images of --support (one "
@@ -435,6 +458,33 @@ def _pretrained(args, parser) -> int:
     return 0
 
 
+def set_threads(threads: int) -> None:
+    """Runs each TensorFlow op on at most `threads` threads (intra-op parallelism).
+
+    Must come before TensorFlow runs its first op: a `RuntimeError` that
+    says so otherwise (unless the number is already `threads`). The threads
+    that run independent ops side by side (inter-op, e.g. the episodes of a
+    meta-batch, `parallel_episodes`) are unchanged.
+
+    Example:
+
+    >>> set_threads(1)  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        raise RuntimeError(
+            f"--threads {threads} must be set before TensorFlow runs its first op, and "
+            "this process has started TensorFlow already (call "
+            "tf.config.threading.set_intra_op_parallelism_threads at the start of the "
+            "program instead)."
+        ) from None
+
+
 def main(argv=None) -> int:
     """Runs the `keras-meta` command line; returns the exit status.
 
@@ -445,6 +495,12 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if getattr(args, "threads", None) is not None:
+        try:
+            set_threads(args.threads)
+        except RuntimeError as error:
+            print(f"keras-meta {args.command}: error: {error}", file=sys.stderr)
+            return 2
     if args.command == "demo":
         return _demo(args, parser)
     if args.command == "pretrained":

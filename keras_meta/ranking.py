@@ -14,28 +14,32 @@ loss is averaged over them, and `NDCG` accumulates one value per list.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_meta.validation import check_int
 
 
 def _as_lists(y_true, y_pred, dtype):
     """`(grades, scores)` as `[..., n]` tensors of `dtype`."""
-    y_true = tf.cast(tf.convert_to_tensor(y_true), dtype)
-    y_pred = tf.cast(tf.convert_to_tensor(y_pred), dtype)
+    y_true = ops.cast(ops.convert_to_tensor(y_true), dtype)
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred), dtype)
 
     def squeeze(t):
-        if t.shape.rank is not None and t.shape.rank >= 2 and t.shape[-1] == 1:
-            return tf.squeeze(t, axis=-1)
+        if ops.ndim(t) >= 2 and t.shape[-1] == 1:
+            return ops.squeeze(t, axis=-1)
         return t
 
     y_true, y_pred = squeeze(y_true), squeeze(y_pred)
-    if y_true.shape.rank == 0 or y_pred.shape.rank == 0:
+    true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
+    if not true_shape or not pred_shape:
         raise ValueError(
             "Ranking losses and metrics need lists of items, `[..., n]` or `[..., n, 1]`; "
             f"received y_true of shape {y_true.shape} and y_pred of shape {y_pred.shape}."
         )
-    if not y_true.shape.is_compatible_with(y_pred.shape):
+    # Unknown (None) dimensions match anything until the graph runs.
+    if len(true_shape) != len(pred_shape) or any(
+        a is not None and b is not None and a != b for a, b in zip(true_shape, pred_shape)
+    ):
         raise ValueError(
             "`y_true` (grades) and `y_pred` (scores) must have the same shape `[..., n]`; "
             f"received y_true of shape {y_true.shape} and y_pred of shape {y_pred.shape}."
@@ -71,9 +75,9 @@ class ListwiseSoftmaxLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         grades, scores = _as_lists(y_true, y_pred, self.dtype)
-        total = tf.reduce_sum(grades, axis=-1, keepdims=True)
-        target = tf.math.divide_no_nan(grades, total)
-        return -tf.reduce_sum(target * tf.nn.log_softmax(scores, axis=-1), axis=-1)
+        total = ops.sum(grades, axis=-1, keepdims=True)
+        target = ops.divide_no_nan(grades, total)
+        return -ops.sum(target * ops.log_softmax(scores, axis=-1), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -104,40 +108,38 @@ class PairwiseLogisticLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         grades, scores = _as_lists(y_true, y_pred, self.dtype)
         # [..., n, n]: entry (i, j) compares item i with item j.
-        better = tf.cast(grades[..., :, None] > grades[..., None, :], scores.dtype)
+        better = ops.cast(grades[..., :, None] > grades[..., None, :], scores.dtype)
         margins = scores[..., :, None] - scores[..., None, :]
-        losses = tf.math.softplus(-margins) * better
-        return tf.math.divide_no_nan(
-            tf.reduce_sum(losses, axis=[-2, -1]), tf.reduce_sum(better, axis=[-2, -1])
-        )
+        losses = ops.softplus(-margins) * better
+        return ops.divide_no_nan(ops.sum(losses, axis=(-2, -1)), ops.sum(better, axis=(-2, -1)))
 
 
 def _discounts(n, k, dtype):
     """`[n + 1]` cumulative discounts: entry `m` is `sum_{r <= min(m, k)} 1 / log2(r + 1)`."""
-    ranks = tf.range(1, n + 1, dtype=dtype)
-    discount = 1.0 / (tf.math.log(ranks + 1.0) / tf.math.log(tf.constant(2.0, dtype)))
+    ranks = ops.arange(1, n + 1, dtype=dtype)
+    discount = 1.0 / ops.log2(ranks + 1.0)
     if k is not None:
-        discount = tf.where(ranks <= k, discount, tf.zeros_like(discount))
-    return tf.concat([tf.zeros([1], dtype), tf.cumsum(discount)], axis=0)
+        discount = ops.where(ranks <= k, discount, ops.zeros_like(discount))
+    return ops.concatenate([ops.zeros((1,), dtype), ops.cumsum(discount)], axis=0)
 
 
 def _ndcg_per_list(grades, scores, k):
     """NDCG@k of each `[..., n]` list (expected DCG over ties; 0 when all grades are 0)."""
-    n = tf.shape(grades)[-1]
+    n = ops.shape(grades)[-1]
     cumulative = _discounts(n, k, grades.dtype)
-    gains = tf.pow(tf.constant(2.0, grades.dtype), grades) - 1.0
+    gains = ops.power(ops.cast(2.0, grades.dtype), grades) - 1.0
     # Items tied on score share their ranks a+1..a+t: each gets the mean discount of
     # those ranks, which is the expected DCG over the orders of the ties.
-    above = tf.reduce_sum(tf.cast(scores[..., None, :] > scores[..., :, None], tf.int32), -1)
-    tied = tf.reduce_sum(tf.cast(scores[..., None, :] == scores[..., :, None], tf.int32), -1)
-    mean_discount = (tf.gather(cumulative, above + tied) - tf.gather(cumulative, above)) / (
-        tf.cast(tied, grades.dtype)
+    above = ops.sum(ops.cast(scores[..., None, :] > scores[..., :, None], "int32"), axis=-1)
+    tied = ops.sum(ops.cast(scores[..., None, :] == scores[..., :, None], "int32"), axis=-1)
+    mean_discount = (ops.take(cumulative, above + tied) - ops.take(cumulative, above)) / (
+        ops.cast(tied, grades.dtype)
     )
-    dcg = tf.reduce_sum(gains * mean_discount, axis=-1)
-    ideal_gains = tf.sort(gains, axis=-1, direction="DESCENDING")
+    dcg = ops.sum(gains * mean_discount, axis=-1)
+    ideal_gains = ops.flip(ops.sort(gains, axis=-1), axis=-1)
     ideal_discount = cumulative[1:] - cumulative[:-1]
-    idcg = tf.reduce_sum(ideal_gains * ideal_discount, axis=-1)
-    return tf.math.divide_no_nan(dcg, idcg)
+    idcg = ops.sum(ideal_gains * ideal_discount, axis=-1)
+    return ops.divide_no_nan(dcg, idcg)
 
 
 @keras.saving.register_keras_serializable(package="keras_meta")
@@ -194,15 +196,15 @@ class NDCG(keras.metrics.Metric):
         grades, scores = _as_lists(y_true, y_pred, self.dtype)
         values = _ndcg_per_list(grades, scores, self.k)
         if sample_weight is None:
-            weights = tf.ones_like(values)
+            weights = ops.ones_like(values)
         else:
-            weights = tf.broadcast_to(tf.cast(sample_weight, self.dtype), tf.shape(values))
-        self.total.assign_add(tf.reduce_sum(values * weights))
-        self.count.assign_add(tf.reduce_sum(weights))
+            weights = ops.broadcast_to(ops.cast(sample_weight, self.dtype), ops.shape(values))
+        self.total.assign_add(ops.sum(values * weights))
+        self.count.assign_add(ops.sum(weights))
 
     def result(self):
         """The mean NDCG@k of the lists seen (0 before any)."""
-        return tf.math.divide_no_nan(self.total, self.count)
+        return ops.divide_no_nan(self.total, self.count)
 
     def get_config(self) -> dict:
         """The metric's `k`, name and dtype."""

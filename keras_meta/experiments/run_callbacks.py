@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+import secrets
 import signal
 import sys
 import time
@@ -138,30 +139,55 @@ class FinishWandb(keras.callbacks.Callback):
             self.run.finish()
 
 
+def require_wandb():
+    """The `wandb` module; `RunError` naming the install command if it is missing.
+
+    Example:
+
+    >>> require_wandb()  # doctest: +SKIP
+    """
+    try:
+        import wandb
+    except ImportError:
+        raise files.RunError(
+            f"--wandb needs the wandb package, which is not installed: {WANDB_INSTALL}"
+        ) from None
+    return wandb
+
+
 def wandb_callbacks(run_dir, config: RunConfig) -> list:
-    """Starts a Weights & Biases run and returns its Keras callbacks.
+    """Starts (or, for a resumed run, continues) a Weights & Biases run and
+    returns its Keras callbacks.
 
     The run is named after the run directory, records the configuration and
     writes its local files under `run_dir` (or `WANDB_DIR`); `WANDB_MODE=offline`
-    logs without an account (`wandb sync` uploads later). `RunError` if the
-    optional `wandb` package is missing.
+    logs without an account (`wandb sync` uploads later). Its id is kept in
+    `run_dir/wandb_id`, so that resuming the training continues the same W&B
+    run. `RunError` if the optional `wandb` package is missing.
 
     Example:
 
     >>> wandb_callbacks("runs/a", RunConfig(wandb=True))  # doctest: +SKIP
     """
-    try:
-        import wandb
-        from wandb.integration.keras import WandbMetricsLogger
-    except ImportError:
-        raise files.RunError(
-            f"--wandb needs the wandb package, which is not installed: {WANDB_INSTALL}"
-        ) from None
+    wandb = require_wandb()
+    from wandb.integration.keras import WandbMetricsLogger
+
+    id_file = files.path(run_dir, files.WANDB_ID_FILE)
+    if os.path.exists(id_file):
+        with open(id_file, encoding="utf-8") as f:
+            run_id = f.read().strip()
+    else:
+        # W&B run ids: 8 characters of [a-z0-9].
+        run_id = secrets.token_hex(4)
+        with open(id_file, "w", encoding="utf-8") as f:
+            f.write(run_id + "\n")
     run = wandb.init(
         project=config.wandb_project or WANDB_DEFAULT_PROJECT,
         name=os.path.basename(os.path.normpath(os.fspath(run_dir))),
         config=config.to_dict(),
         dir=os.environ.get("WANDB_DIR") or os.fspath(run_dir),
+        id=run_id,
+        resume="allow",
     )
     return [WandbMetricsLogger(log_freq="epoch"), FinishWandb(run)]
 

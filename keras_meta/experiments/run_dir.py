@@ -60,6 +60,8 @@ CHECKPOINTS = {"final": "learner.keras", "best": "best.keras"}
 BACKUP_DIR = "backup"
 LOG_DIR = "logs"
 LOCK_FILE = "lock"
+# The Weights & Biases run of --wandb, continued when the run resumes.
+WANDB_ID_FILE = "wandb_id"
 # BackupAndRestore's files, and their previous-epoch copies (double_checkpoint).
 BACKUP_WEIGHTS = "latest.weights.h5"
 BACKUP_METADATA = "training_metadata.json"

@@ -31,7 +31,12 @@ from keras_meta.experiments import protocols
 from keras_meta.experiments import run_dir as files
 from keras_meta.experiments.builders import build_learner
 from keras_meta.experiments.config import RunConfig
-from keras_meta.experiments.run_callbacks import CrashAfterBatches, FailAfterEpochs, run_callbacks
+from keras_meta.experiments.run_callbacks import (
+    CrashAfterBatches,
+    FailAfterEpochs,
+    require_wandb,
+    run_callbacks,
+)
 from keras_meta.experiments.run_dir import RunError
 from keras_meta.experiments.sources import EpisodeSource, eval_seed, target_config
 
@@ -122,6 +127,9 @@ def train(
     # be made before any other op of the process.
     strategy = _make_strategy(strategy, config.meta_batch_size)
     chief = distribute.is_chief(strategy)
+    if config.wandb and chief:
+        # Before config.json is written: a run that cannot start leaves nothing behind.
+        require_wandb()
     backup = distribute.worker_backup(strategy, files.path(run_dir, files.BACKUP_DIR))
     # Deleted only once run.json says "finished" (see _start_epoch).
     backup.delete_checkpoint = False

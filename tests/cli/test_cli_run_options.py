@@ -1,7 +1,8 @@
-"""The run options of `keras-meta train`: --mixed-precision, --jit and --wandb."""
+"""The run options of `keras-meta train`: --mixed-precision, --jit, --wandb and --threads."""
 
 import json
 import struct
+import subprocess
 import sys
 
 import keras
@@ -69,6 +70,36 @@ def test_run_option_errors(tmp_path, capsys):
     assert "wandb_project" in line and "wandb=False" in line
 
 
+def test_threads_sets_tensorflow_intra_op_parallelism(tmp_path):
+    # A fresh process: the option must act before TensorFlow's first op.
+    out = tmp_path / "run"
+    code = (
+        "import tensorflow as tf\n"
+        "from keras_meta.cli import main\n"
+        f"code = main({_sinusoid_args(out, '--threads', '1')!r})\n"
+        "print('RESULT', code, tf.config.threading.get_intra_op_parallelism_threads())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600
+    )
+    assert "RESULT 0 1" in result.stdout, result.stderr[-3000:]
+    assert json.loads((out / "run.json").read_text())["finished"] is True
+    # Not a field of the configuration: a run may resume with another value.
+    assert "threads" not in json.loads((out / "config.json").read_text())["config"]
+
+
+def test_threads_errors(tmp_path, capsys):
+    import tensorflow as tf
+
+    line = _error(capsys, _sinusoid_args(tmp_path / "a", "--threads", "0"))
+    assert "`threads`" in line and "0" in line
+    tf.constant(1.0) + 1.0  # TensorFlow has started in this process
+    before = tf.config.threading.get_intra_op_parallelism_threads()
+    line = _error(capsys, ["evaluate", str(tmp_path / "none"), "--threads", str(before + 3)])
+    assert f"--threads {before + 3}" in line and "before TensorFlow runs its first op" in line
+    assert tf.config.threading.get_intra_op_parallelism_threads() == before
+
+
 def _wandb_records(path):
     """The protobuf records of an offline run's `.wandb` file (LevelDB's log
     format: 32 KiB blocks of chunks with a 7-byte header, after wandb's
@@ -96,17 +127,23 @@ def _wandb_records(path):
 
 
 @pytest.mark.slow
-def test_wandb_logs_an_offline_run(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+def test_wandb_logs_an_offline_run_and_continues_it_on_resume(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "run"
-    assert main(_sinusoid_args(out, "--wandb", "--wandb-project", "km-test")) == 0
+    args = _sinusoid_args(out, "--wandb", "--wandb-project", "km-test")
+    assert main(args + ["--fail-after-epochs", "1"]) == 130
+    wandb.finish()  # as the interrupted process's exit would
+    assert main(args) == 0
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["wandb"] is True and config["wandb_project"] == "km-test"
-    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
-    records = _wandb_records(run_file)
+    # One offline folder per process, both of the same W&B run, whose id the
+    # run directory keeps.
+    run_files = sorted(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(run_files) == 2
+    records = [r for path in run_files for r in _wandb_records(path)]
     logged = {
         item.key or "/".join(item.nested_key)
         for r in records
@@ -114,7 +151,9 @@ def test_wandb_logs_an_offline_run(tmp_path, monkeypatch):
         for item in r.history.item
     }
     assert {"epoch/loss", "epoch/mae", "epoch/val_loss", "epoch/val_mae"} <= logged
-    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    runs = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert {run.run_id for run in runs} == {(out / "wandb_id").read_text().strip()}
+    run = runs[0]
     assert run.project == "km-test" and run.display_name == "run"
     recorded = {u.key: json.loads(u.value_json) for u in run.config.update}
     assert recorded["wandb"] is True and recorded["iterations"] == 4
@@ -125,3 +164,5 @@ def test_wandb_missing_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)
     line = _error(capsys, _sinusoid_args(tmp_path / "run", "--wandb"))
     assert "pip install keras_meta[wandb]" in line
+    # Nothing written: the same command without --wandb starts the run afresh.
+    assert not (tmp_path / "run" / "config.json").exists()
