@@ -89,7 +89,11 @@ class HistoryFile(keras.callbacks.Callback):
 
 
 class RunProgress(keras.callbacks.Callback):
-    """Writes `run.json` after each epoch: progress and training wall time.
+    """Writes `run.json` after each epoch: progress, training wall time, and
+    how long the rest of the run will take at the last epoch's pace.
+
+    With `verbose`, also prints that estimate (long runs span sessions: the
+    progress bar only shows the epoch's).
 
     Example:
 
@@ -97,24 +101,51 @@ class RunProgress(keras.callbacks.Callback):
     10
     """
 
-    def __init__(self, run_dir, steps_per_epoch, previous_seconds):
+    def __init__(self, run_dir, steps_per_epoch, previous_seconds, verbose=0):
         super().__init__()
         self.run_dir = run_dir
         self.steps_per_epoch = steps_per_epoch
         self.previous_seconds = previous_seconds
+        self.verbose = verbose
         self.start = time.perf_counter()
+        self.epoch_start = self.start
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        # Validation and checkpoints (the callbacks before this one) count:
+        # they are part of what every remaining epoch costs.
+        epoch_seconds = now - self.epoch_start
+        epochs = self.params.get("epochs") if self.params else None
+        remaining = max(epochs - epoch - 1, 0) * epoch_seconds if epochs else None
         state = files.run_state(self.run_dir)
         state.update(
             {
                 "epochs_done": epoch + 1,
                 "iterations_done": (epoch + 1) * self.steps_per_epoch,
-                "train_seconds": self.previous_seconds + time.perf_counter() - self.start,
+                "train_seconds": self.previous_seconds + now - self.start,
+                "epoch_seconds": epoch_seconds,
+                "remaining_seconds": remaining,
                 "finished": False,
             }
         )
         files.write_json(files.path(self.run_dir, files.RUN_FILE), state)
+        if self.verbose and remaining is not None:
+            print(
+                f"{os.fspath(self.run_dir)}: epoch {epoch + 1} of {epochs} done; "
+                f"{_duration(remaining)} left at this epoch's pace ({_duration(epoch_seconds)})"
+            )
+
+
+def _duration(seconds: float) -> str:
+    """`seconds` as `"42 s"`, `"7.5 min"` or `"3.2 h"`."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 WANDB_INSTALL = "pip install keras_meta[wandb]"
@@ -241,13 +272,20 @@ class CrashAfterBatches(keras.callbacks.Callback):
 
 
 def run_callbacks(
-    run_dir, config: RunConfig, val_episodes, start_epoch: int, backup=None, chief: bool = True
+    run_dir,
+    config: RunConfig,
+    val_episodes,
+    start_epoch: int,
+    backup=None,
+    chief: bool = True,
+    verbose=0,
 ) -> list:
     """The callbacks of a run's `fit`, resuming after `start_epoch` epochs.
 
     `backup` is the run's `keras.callbacks.BackupAndRestore` (by default one
     in `run_dir/backup`). A worker other than the chief (`chief=False`)
     writes nothing but its backup, and logs nothing to Weights & Biases.
+    With `verbose`, each epoch ends with a line that estimates the time left.
     """
     from keras_meta.callbacks import MetaEvaluation, ScalarLogger, tensorboard_installed
 
@@ -287,7 +325,7 @@ def run_callbacks(
         HistoryFile(files.path(run_dir, files.HISTORY_FILE)),
         tensorboard,
         *wandb,
-        RunProgress(run_dir, steps, previous),
+        RunProgress(run_dir, steps, previous, verbose=verbose),
         # Last, so that an epoch counts as done only once everything above
         # has recorded it. The backup is kept until run.json says "finished".
         backup,

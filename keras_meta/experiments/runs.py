@@ -241,7 +241,8 @@ def _fit(run_dir, config, source, start_epoch, fail_after_epochs, crash_after_ba
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         learner = build_learner(config)
-    callbacks = run_callbacks(run_dir, config, val_episodes, start_epoch, backup, chief)
+    callbacks = run_callbacks(run_dir, config, val_episodes, start_epoch, backup, chief,
+                              verbose=verbose)
     if fail_after_epochs:
         callbacks.append(FailAfterEpochs(fail_after_epochs))
     if crash_after_batches:
