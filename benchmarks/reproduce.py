@@ -9,6 +9,8 @@ the augmentation and the BatchNorm mode.
     python benchmarks/reproduce.py --protocol maml-omniglot-5w1s \\
         --data-dir ../shared/data/omniglot
     python benchmarks/reproduce.py --protocol maml-sinusoid --iterations 2000
+    python benchmarks/reproduce.py --protocol protonet-omniglot-5w1s \
+        --from-run runs/protonet-omniglot-20w1s-20000it   # the same training
 
 The run directory (default `runs/<preset>-<iterations>it`) is kept: running the
 same command again resumes an interrupted training, or, when training is
@@ -140,6 +142,8 @@ def result_row(config: dict, record: dict, state: dict, run_dir: str) -> str:
         f", {state.get('train_seconds', 0) / 60:.1f} min on "
         f"{machine['cpu_count']} CPUs ({devices}), TF {machine['tensorflow']}"
     )
+    if record.get("protocol") and record.get("trained_as") != config["name"]:
+        budget += f"; the `{record['trained_as']}` run's learner (the same training)"
     date = record["evaluated"][:10]
     return (
         f"| {date} | `{config['name']}` | {pub.get('unit', metric)} {ours} "
@@ -188,6 +192,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="rewrite the protocols table of the results file and exit",
     )
+    parser.add_argument(
+        "--from-run",
+        metavar="RUN_DIR",
+        help="do not train: test this finished run as --protocol tests (its training must be "
+        "the protocol's, e.g. a protonet-omniglot-20w1s run for protonet-omniglot-5w1s)",
+    )
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     parser.add_argument(
         "--threads", type=int, help="threads of each TensorFlow op (default: one per core)"
@@ -212,6 +222,8 @@ def main(argv=None) -> int:
             f"unknown protocol {args.preset!r}; the protocols are: "
             f"{', '.join(protocols.list_protocols())}"
         )
+    if args.from_run:
+        return _from_run(args, parser)
     iterations = args.iterations or protocols.get_protocol(args.preset).iterations
     out = args.out or os.path.join(REPO_ROOT, "runs", f"{args.preset}-{iterations}it")
     overrides = {"iterations": iterations}
@@ -232,6 +244,37 @@ def main(argv=None) -> int:
         print(f"reproduce.py: error: {error}", file=sys.stderr)
         return 2
     row = result_row(run_dir.run_config(out).to_dict(), record, run_dir.run_state(out), out)
+    print(row)
+    if not args.no_record:
+        append_row(row, args.results)
+        print(f"Appended to {args.results}")
+    return 0
+
+
+def _from_run(args, parser) -> int:
+    from keras_meta.experiments import run_dir, runs
+
+    if args.iterations or args.out:
+        parser.error("--from-run tests a trained run: --iterations and --out do not apply")
+    try:
+        state = run_dir.run_state(args.from_run)
+        if not state.get("finished"):
+            raise run_dir.RunError(
+                f"{args.from_run!r} has not finished training; resume it with its own "
+                "protocol first"
+            )
+        record = runs.evaluate(
+            args.from_run,
+            num_episodes=args.episodes,
+            protocol=args.preset,
+            data_dir=os.path.abspath(args.data_dir) if args.data_dir else None,
+            verbose=args.verbose,
+        )
+        config = runs.protocol_config(run_dir.run_config(args.from_run), args.preset)
+    except run_dir.RunError as error:
+        print(f"reproduce.py: error: {error}", file=sys.stderr)
+        return 2
+    row = result_row(config.to_dict(), record, state, args.from_run)
     print(row)
     if not args.no_record:
         append_row(row, args.results)

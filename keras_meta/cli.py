@@ -6,6 +6,7 @@ keras-meta train ... --strategy multi-worker     # on each worker, with TF_CONFI
 keras-meta train ... --threads 1                 # one intra-op thread (two runs share 2 cores)
 keras-meta evaluate runs/maml --episodes 600
 keras-meta evaluate runs/mini --dataset cub       # cross-domain: another dataset's classes
+keras-meta evaluate runs/pn --protocol protonet-omniglot-5w1s  # another protocol's test
 keras-meta adapt runs/maml --support my_classes/ --out adapted/
 keras-meta adapt --pretrained protonet_omniglot --support my_alphabet/ --out adapted/
 keras-meta protocols [NAME]
@@ -193,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the data is now, if it moved; with --dataset, that dataset's --data-dir",
     )
     ev.add_argument(
+        "--protocol",
+        metavar="NAME",
+        help="test as this protocol tests (its test episodes and published number): allowed "
+        "when it trains what the run trained, e.g. a protonet-omniglot-20w1s run as "
+        "protonet-omniglot-5w1s; writes RUN_DIR/evaluation_<NAME>.json",
+    )
+    ev.add_argument(
         "--adapted-model",
         action="store_true",
         help="also score the adapted model that `adapt` exports (adapted_* results)",
@@ -371,12 +379,15 @@ def _run(args, parser) -> int:
             verbose=args.verbose,
             with_adapted_model=args.adapted_model,
             dataset=args.dataset,
+            protocol=args.protocol,
         )
         if "trained_on" in record:
             print(f"{record['trained_on']} run evaluated on {record['dataset']}:")
+        if "protocol" in record:
+            print(f"{record['trained_as'] or 'the'} run tested as {record['protocol']} tests:")
         _print_evaluation(record)
         written = runs.evaluation_file(
-            args.run_dir, record.get("dataset"), record.get("trained_on")
+            args.run_dir, record.get("dataset"), record.get("trained_on"), record.get("protocol")
         )
         print(f"Wrote {written}")
     else:

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 
 import keras
@@ -325,6 +326,7 @@ def evaluate(
     verbose: int = 0,
     with_adapted_model: bool = False,
     dataset: str | None = None,
+    protocol: str | None = None,
 ) -> dict:
     """Evaluates a run on a fixed set of test (or validation) episodes.
 
@@ -340,14 +342,33 @@ def evaluate(
     `data_dir` is then that dataset's, and the results go to
     `run_dir/evaluation_<dataset>.json` (`evaluation_file`).
 
+    With `protocol`, the run is tested as that protocol tests (its test
+    episodes, evaluation inner steps, BatchNorm mode and published number),
+    which is allowed when the protocol trains what the run trained
+    (`protocol_config`): one ProtoNet trained 60-way gives both the 5-way and
+    the 20-way rows of Snell et al. The results go to
+    `run_dir/evaluation_<protocol>.json`.
+
     Example:
 
     >>> results = evaluate("runs/sine", num_episodes=600)  # doctest: +SKIP
     >>> evaluate("runs/mini", dataset="cub")["dataset"]      # doctest: +SKIP
     'cub'
+    >>> evaluate("runs/pn20", protocol="protonet-omniglot-5w1s")  # doctest: +SKIP
     """
     config, learner = load_run(run_dir, checkpoint)
     trained_on = config.dataset
+    trained_as = config.name
+    if protocol is not None:
+        if dataset not in (None, trained_on):
+            raise RunError("give --protocol or --dataset, not both")
+        config = protocol_config(config, protocol)
+        # The learner was built with the run's evaluation settings: the
+        # protocol's are passed explicitly.
+        if inner_steps is None and config.inner_steps is not None:
+            inner_steps = config.eval_inner_steps or config.inner_steps
+        if bn_mode is None:
+            bn_mode = config.bn_mode
     config = target_config(config, dataset, data_dir)
     try:
         validation.check_choice("split", split, protocols.EVAL_SPLITS)
@@ -368,20 +389,74 @@ def evaluate(
                            inner_steps, bn_mode, time_adaptation, verbose, with_adapted_model)
         if config.dataset != trained_on:
             record.update(dataset=config.dataset, trained_on=trained_on, published=None)
+        if protocol is not None:
+            record.update(protocol=protocol, trained_as=trained_as)
         if write:
-            files.write_json(evaluation_file(run_dir, config.dataset, trained_on), record)
+            files.write_json(
+                evaluation_file(run_dir, config.dataset, trained_on, protocol), record
+            )
     return record
 
 
-def evaluation_file(run_dir, dataset: str | None = None, trained_on: str | None = None) -> str:
-    """Where `evaluate` writes: `evaluation.json`, or `evaluation_<dataset>.json`
-    for another dataset than the run's (`trained_on`).
+# The fields that only name a protocol or say how its learner is tested (and
+# where the data is, and how the run ran): two protocols that differ in
+# nothing else train the same learner.
+EVALUATION_FIELDS = (
+    "name", "description", "published", "notes", "eval_ways", "eval_shots", "eval_queries",
+    "eval_inner_steps", "eval_episodes", "bn_mode",
+)  # fmt: skip
+_NOT_TRAINING = frozenset(
+    EVALUATION_FIELDS
+    + ("data_dir", "iterations", "mixed_precision", "jit_compile", "wandb", "wandb_project")
+)
+
+
+def protocol_config(config: RunConfig, protocol: str) -> RunConfig:
+    """A run's configuration, tested as `protocol` tests.
+
+    `RunError` unless `protocol` trains what the run's configuration trains:
+    every field but the evaluation fields (`EVALUATION_FIELDS`), the data's
+    folder, the run options and the budget must be equal (a run shorter than
+    the protocol's budget is reported as short, as any run).
+
+    Example:
+
+    >>> twenty = RunConfig.from_protocol("protonet-omniglot-20w1s")
+    >>> five = protocol_config(twenty, "protonet-omniglot-5w1s")
+    >>> five.name, five.eval_episode_shape
+    ('protonet-omniglot-5w1s', (5, 1, 15))
+    """
+    try:
+        target = RunConfig.from_protocol(protocol)
+    except ValueError as error:
+        raise RunError(str(error)) from None
+    differing = [
+        f"{f.name}={getattr(config, f.name)!r} (the protocol: {getattr(target, f.name)!r})"
+        for f in dataclasses.fields(RunConfig)
+        if f.name not in _NOT_TRAINING and getattr(config, f.name) != getattr(target, f.name)
+    ]
+    if differing:
+        raise RunError(
+            f"protocol {protocol!r} trains differently from this run, so its results "
+            f"cannot be this run's: {'; '.join(differing)}"
+        )
+    return config.override(**{name: getattr(target, name) for name in EVALUATION_FIELDS})
+
+
+def evaluation_file(
+    run_dir, dataset: str | None = None, trained_on: str | None = None, protocol=None
+) -> str:
+    """Where `evaluate` writes: `evaluation.json`, `evaluation_<dataset>.json`
+    for another dataset than the run's (`trained_on`), or
+    `evaluation_<protocol>.json` when tested as another protocol tests.
 
     Example:
 
     >>> os.path.basename(evaluation_file("runs/mini", "cub", "mini_imagenet"))
     'evaluation_cub.json'
     """
+    if protocol is not None:
+        return files.path(run_dir, f"evaluation_{protocol}.json")
     if dataset is None or dataset == trained_on:
         return files.path(run_dir, files.EVALUATION_FILE)
     return files.path(run_dir, f"evaluation_{dataset}.json")
