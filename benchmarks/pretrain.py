@@ -100,6 +100,13 @@ def evaluate_on_evaluation_alphabets(config, learner, shapes, num_episodes, seed
     return out
 
 
+def _duration(text):
+    sys.path.insert(0, REPO_ROOT)
+    from keras_meta.cli import duration
+
+    return duration(text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", required=True, choices=sorted(PRESETS))
@@ -114,6 +121,13 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
     parser.add_argument(
         "--threads", type=int, help="threads of each TensorFlow op (default: one per core)"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=_duration,
+        metavar="DURATION",
+        help="stop training after the last epoch that fits (e.g. 3h; see keras-meta train "
+        "--time-limit) and exit with status 75; the same command resumes",
     )
     args = parser.parse_args(argv)
 
@@ -135,8 +149,16 @@ def main(argv=None) -> int:
         overrides["steps_per_epoch"] = args.steps_per_epoch
     run_dir = args.run_dir or os.path.join("runs", "pretrain", args.name)
     if not files.run_state(run_dir).get("finished"):
-        train(run_dir, protocol, overrides, verbose=args.verbose,
-              argv=["benchmarks/pretrain.py"] + list(sys.argv[1:] if argv is None else argv))
+        state = train(
+            run_dir, protocol, overrides, verbose=args.verbose, time_limit=args.time_limit,
+            argv=["benchmarks/pretrain.py"] + list(sys.argv[1:] if argv is None else argv),
+        )
+        if not state.get("finished", True):
+            print(f"pretrain.py: stopped at the time limit after {state['epochs_done']} "
+                  "epochs; run the same command again to resume", file=sys.stderr)
+            from keras_meta.cli import EXIT_TIME_LIMIT
+
+            return EXIT_TIME_LIMIT
     config, learner = load_run(run_dir, "final")
     state = files.run_state(run_dir)
     # Overrides the stored folder: the data may have moved since training.

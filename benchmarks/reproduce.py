@@ -178,6 +178,13 @@ def write_protocols(path: str = RESULTS):
         f.write(text)
 
 
+def _duration(text):
+    sys.path.insert(0, REPO_ROOT)
+    from keras_meta.cli import duration
+
+    return duration(text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--protocol", "--preset", dest="preset", help="the protocol to run")
@@ -201,6 +208,13 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     parser.add_argument(
         "--threads", type=int, help="threads of each TensorFlow op (default: one per core)"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=_duration,
+        metavar="DURATION",
+        help="stop training after the last epoch that fits (e.g. 3h; see keras-meta train "
+        "--time-limit) and exit with status 75; the same command resumes",
     )
     args = parser.parse_args(argv)
 
@@ -232,13 +246,20 @@ def main(argv=None) -> int:
     finished = run_dir.run_state(out).get("finished", False)
     try:
         if not finished:
-            runs.train(
+            state = runs.train(
                 out,
                 args.preset,
                 overrides,
                 verbose=args.verbose,
                 argv=["benchmarks/reproduce.py"] + list(sys.argv[1:]),
+                time_limit=args.time_limit,
             )
+            if not state.get("finished", True):
+                print(f"reproduce.py: stopped at the time limit after {state['epochs_done']} "
+                      "epochs; run the same command again to resume", file=sys.stderr)
+                from keras_meta.cli import EXIT_TIME_LIMIT
+
+                return EXIT_TIME_LIMIT
         record = runs.evaluate(out, num_episodes=args.episodes, verbose=args.verbose)
     except run_dir.RunError as error:
         print(f"reproduce.py: error: {error}", file=sys.stderr)

@@ -4,6 +4,7 @@
 keras-meta train --protocol maml-omniglot-5w1s --data-dir DATA --out runs/maml
 keras-meta train ... --strategy multi-worker     # on each worker, with TF_CONFIG
 keras-meta train ... --threads 1                 # one intra-op thread (two runs share 2 cores)
+keras-meta train ... --time-limit 3h             # stop after the last epoch that fits; exit 75
 keras-meta evaluate runs/maml --episodes 600
 keras-meta evaluate runs/mini --dataset cub       # cross-domain: another dataset's classes
 keras-meta evaluate runs/pn --protocol protonet-omniglot-5w1s  # another protocol's test
@@ -17,7 +18,7 @@ keras-meta demo omniglot --data-dir DATA
 
 See `docs/cli.md`. The work is done by `keras_meta.experiments.runs`; this
 module only parses arguments and prints results. The `train` options are
-generated from the fields of `keras_meta.experiments.RunConfig`. (Near 470
+generated from the fields of `keras_meta.experiments.RunConfig`. (Near 590
 lines: the parsers of all seven commands, kept together so that building the
 parser imports no TensorFlow.)
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 # keras_meta.distribute.STRATEGIES, written out so that building the parser
@@ -34,6 +36,9 @@ STRATEGIES = ("none", "mirrored", "multi-worker")
 DEMOS = ("sinusoid", "omniglot")
 # The options of each demo (the parser's defaults are None, so that an
 # option given to the other demo is an error).
+# `keras-meta train --time-limit` stopped before the last epoch: the run is
+# unfinished and resumes when run again (sysexits' EX_TEMPFAIL, "try again").
+EXIT_TIME_LIMIT = 75
 DEMO_OPTIONS = {
     "sinusoid": ("iterations", "eval_tasks"),
     "omniglot": ("data_dir", "images", "alphabet", "ways"),
@@ -58,6 +63,28 @@ def _integer(name: str, minimum: int | None = 1):
 
     parse.__name__ = name
     return parse
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def duration(text: str) -> float:
+    """Seconds in `text`: a positive number with an optional unit, `s`, `m`
+    (or `min`) or `h`; a bare number is seconds.
+
+    Example:
+
+    >>> duration("1.5h"), duration("90m"), duration("45")
+    (5400.0, 5400.0, 45.0)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|min|h)?\s*", str(text))
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or ""] if match else 0.0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(
+            "a duration must be a positive number with an optional unit s, m or h "
+            f"(e.g. 45m, 2.5h, 600); received {text!r}"
+        )
+    return seconds
 
 
 def _threads_parser() -> argparse.ArgumentParser:
@@ -104,6 +131,16 @@ def _add_train_parser(sub, common):
             "multi-worker (the workers of TF_CONFIG; see docs/distributed.md). "
             "--meta-batch-size is the global batch. Not stored: a run may resume "
             "under another strategy"
+        ),
+    )
+    p.add_argument(
+        "--time-limit",
+        type=duration,
+        metavar="DURATION",
+        help=(
+            "stop at the end of the last epoch that fits in this time (e.g. 45m, 3h; "
+            "at the pace of the epoch before) and exit with status 75; the same "
+            "command resumes the run"
         ),
     )
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
@@ -348,7 +385,7 @@ def _run(args, parser) -> int:
     if args.command == "train":
         protocol, overrides = _train_overrides(args, parser)
         try:
-            runs.train(
+            state = runs.train(
                 args.out,
                 protocol,
                 overrides,
@@ -357,6 +394,7 @@ def _run(args, parser) -> int:
                 crash_after_batches=args.crash_after_batches,
                 argv=["keras-meta"] + args.argv,
                 strategy=args.strategy,
+                time_limit=args.time_limit,
             )
         except KeyboardInterrupt:
             print(
@@ -365,6 +403,13 @@ def _run(args, parser) -> int:
                 file=sys.stderr,
             )
             return 130
+        if args.time_limit is not None and not state.get("finished", True):
+            print(
+                f"keras-meta train: stopped at the time limit after "
+                f"{state.get('epochs_done')} epochs; run the same command again to resume",
+                file=sys.stderr,
+            )
+            return EXIT_TIME_LIMIT
         print(f"Trained {args.out}. Evaluate with: keras-meta evaluate {args.out}")
     elif args.command == "evaluate":
         record = runs.evaluate(

@@ -139,6 +139,40 @@ class RunProgress(keras.callbacks.Callback):
             )
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training at the end of the last epoch that fits before `deadline`.
+
+    After each epoch, training stops when another epoch at that epoch's pace
+    would end after `deadline` (a `clock()` time, `time.monotonic` by
+    default). An epoch is never cut short: it is the unit a run resumes from,
+    so the first epoch always runs. `stopped_epoch` is the number of epochs
+    done when it stopped training, `None` while it has not.
+
+    Example:
+
+    >>> import time
+    >>> TimeLimit(time.monotonic() + 3600).stopped_epoch is None
+    True
+    """
+
+    def __init__(self, deadline: float, clock=time.monotonic):
+        super().__init__()
+        self.deadline = deadline
+        self.clock = clock
+        self.epoch_start = None
+        self.stopped_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        epoch_seconds = now - self.epoch_start
+        if now + epoch_seconds > self.deadline:
+            self.model.stop_training = True
+            self.stopped_epoch = epoch + 1
+
+
 def _duration(seconds: float) -> str:
     """`seconds` as `"42 s"`, `"7.5 min"` or `"3.2 h"`."""
     if seconds < 60:
@@ -279,6 +313,7 @@ def run_callbacks(
     backup=None,
     chief: bool = True,
     verbose=0,
+    time_limit: TimeLimit | None = None,
 ) -> list:
     """The callbacks of a run's `fit`, resuming after `start_epoch` epochs.
 
@@ -286,6 +321,8 @@ def run_callbacks(
     in `run_dir/backup`). A worker other than the chief (`chief=False`)
     writes nothing but its backup, and logs nothing to Weights & Biases.
     With `verbose`, each epoch ends with a line that estimates the time left.
+    A `time_limit` callback comes after the backup (its epoch time includes
+    the backup's) on every worker.
     """
     from keras_meta.callbacks import MetaEvaluation, ScalarLogger, tensorboard_installed
 
@@ -293,10 +330,11 @@ def run_callbacks(
         backup = keras.callbacks.BackupAndRestore(
             files.path(run_dir, files.BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False
         )
+    limit = [time_limit] if time_limit is not None else []
     if not chief:
         # The validation results only serve the chief's files; it needs no
         # other worker for them (no collective op), so the others skip it.
-        return [backup]
+        return [backup, *limit]
     monitor, mode = config.monitor
     done = files.read_history(run_dir).get(monitor, [])[:start_epoch] if start_epoch else []
     best = ((max if mode == "max" else min)(done)) if done else None
@@ -326,7 +364,9 @@ def run_callbacks(
         tensorboard,
         *wandb,
         RunProgress(run_dir, steps, previous, verbose=verbose),
-        # Last, so that an epoch counts as done only once everything above
-        # has recorded it. The backup is kept until run.json says "finished".
+        # Last but the time limit, so that an epoch counts as done only once
+        # everything above has recorded it. The backup is kept until run.json
+        # says "finished".
         backup,
+        *limit,
     ]

@@ -5,7 +5,9 @@ arguments). The files of a run directory are those of
 `keras_meta.experiments.run_dir`.
 
 Running `train` again on an unfinished run directory resumes it at the
-last completed epoch, with the same episodes as an uninterrupted run.
+last completed epoch, with the same episodes as an uninterrupted run;
+`train(..., time_limit=SECONDS)` stops at the end of the last epoch that fits
+in the time (a job with a wall-clock limit; run it again to go on).
 `train(..., strategy=...)` trains under a `tf.distribute` strategy
 (`keras_meta.distribute`; docs/distributed.md). `evaluate(..., dataset=)`
 evaluates a run on another dataset's classes. `adapt(..., pretrained=NAME)`
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import time
 
 import keras
 
@@ -35,6 +38,7 @@ from keras_meta.experiments.config import RunConfig
 from keras_meta.experiments.run_callbacks import (
     CrashAfterBatches,
     FailAfterEpochs,
+    TimeLimit,
     require_wandb,
     run_callbacks,
 )
@@ -99,8 +103,9 @@ def train(
     argv=None,
     crash_after_batches: int | None = None,
     strategy: str = "none",
+    time_limit: float | None = None,
 ) -> dict:
-    """Trains (or resumes) a run; returns the final `run.json` state.
+    """Trains (or resumes) a run; returns its `run.json` state.
 
     Args:
         run_dir: the run directory (created if needed).
@@ -116,13 +121,29 @@ def train(
             `keras_meta.distribute.make_strategy`; multi-worker reads
             `TF_CONFIG`). Not part of the configuration: a run may be resumed
             under another strategy. `meta_batch_size` is the global batch.
+        time_limit: seconds from this call: training stops at the end of the
+            last epoch that fits (at the pace of the epoch before it), and
+            the run stays unfinished (`state["finished"]` is false; train
+            again to resume). The first epoch of a call always runs. Not with
+            the multi-worker strategy.
 
     Example:
 
     >>> train("runs/sine", "maml-sinusoid", {"iterations": 2000})  # doctest: +SKIP
     """
+    started = time.monotonic()
     run_dir = os.fspath(run_dir)
     say = print if verbose else (lambda *a, **k: None)
+    if time_limit is not None:
+        validation.check_positive("time_limit", time_limit)
+        if strategy == "multi-worker":
+            # Each worker would judge the time alone, and one that stops
+            # leaves the others waiting in a collective op.
+            raise RunError(
+                "a time limit is not supported with the multi-worker strategy (the "
+                "workers could stop after different epochs); use the cluster's job limit "
+                "and resume the run"
+            )
     config, _ = prepare_run(run_dir, protocol, overrides)
     # Before anything else touches TensorFlow: a multi-worker strategy must
     # be made before any other op of the process.
@@ -161,8 +182,16 @@ def train(
             start_epoch = _start_epoch(run_dir, epochs, say)
         learner = None
         if start_epoch < epochs:
+            limit = TimeLimit(started + time_limit) if time_limit is not None else None
             learner = _fit(run_dir, config, source, start_epoch, fail_after_epochs,
-                           crash_after_batches, verbose, strategy, backup, chief)
+                           crash_after_batches, verbose, strategy, backup, chief, limit)
+            if limit is not None and (limit.stopped_epoch or epochs) < epochs:
+                say(
+                    f"{run_dir}: stopped after epoch {limit.stopped_epoch} of {epochs}: "
+                    "another epoch would pass the time limit. Run the same command "
+                    "again to resume."
+                )
+                return files.run_state(run_dir) if chief else {}
         else:
             say(f"{run_dir} had trained all {epochs} epochs; recording it as finished.")
         state = files.run_state(run_dir) if chief else {}
@@ -233,7 +262,7 @@ def _start_epoch(run_dir, epochs, say) -> int:
 
 
 def _fit(run_dir, config, source, start_epoch, fail_after_epochs, crash_after_batches, verbose,
-         strategy, backup, chief):
+         strategy, backup, chief, time_limit=None):
     epochs, steps = config.epochs_and_steps
     train_episodes = distribute.distribute_episodes(
         strategy, source.train_episodes(start=start_epoch * steps), config.meta_batch_size
@@ -243,7 +272,7 @@ def _fit(run_dir, config, source, start_epoch, fail_after_epochs, crash_after_ba
     with strategy.scope():
         learner = build_learner(config)
     callbacks = run_callbacks(run_dir, config, val_episodes, start_epoch, backup, chief,
-                              verbose=verbose)
+                              verbose=verbose, time_limit=time_limit)
     if fail_after_epochs:
         callbacks.append(FailAfterEpochs(fail_after_epochs))
     if crash_after_batches:
