@@ -178,13 +178,6 @@ def write_protocols(path: str = RESULTS):
         f.write(text)
 
 
-def _duration(text):
-    sys.path.insert(0, REPO_ROOT)
-    from keras_meta.cli import duration
-
-    return duration(text)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--protocol", "--preset", dest="preset", help="the protocol to run")
@@ -210,8 +203,13 @@ def main(argv=None) -> int:
         "--threads", type=int, help="threads of each TensorFlow op (default: one per core)"
     )
     parser.add_argument(
+        "--onednn",
+        choices=("on", "off"),
+        help="TensorFlow's oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS; default: TensorFlow's "
+        "choice); on: ProtoNet ~2.3x faster on a CPU, MAML slower (docs/performance.md)",
+    )
+    parser.add_argument(
         "--time-limit",
-        type=_duration,
         metavar="DURATION",
         help="stop training after the last epoch that fits (e.g. 3h; see keras-meta train "
         "--time-limit) and exit with status 75; the same command resumes",
@@ -219,6 +217,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, REPO_ROOT)
+    if args.onednn is not None:
+        # Before TensorFlow is imported: it reads the switch then.
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"
+    from keras_meta._backend import onednn_enabled
+    from keras_meta.cli import duration
+
+    if args.onednn is not None and onednn_enabled() != (args.onednn == "on"):
+        parser.error(f"--onednn {args.onednn}: TensorFlow was imported before the switch "
+                     "was set, or ignores it")
+    if args.time_limit is not None:
+        try:
+            args.time_limit = duration(args.time_limit)
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"--time-limit: {error}")
     if args.threads is not None:
         from keras_meta.cli import set_threads
 

@@ -4,6 +4,7 @@
 keras-meta train --protocol maml-omniglot-5w1s --data-dir DATA --out runs/maml
 keras-meta train ... --strategy multi-worker     # on each worker, with TF_CONFIG
 keras-meta train ... --threads 1                 # one intra-op thread (two runs share 2 cores)
+keras-meta train ... --onednn on                # oneDNN kernels: ProtoNet 2.3x faster on CPU
 keras-meta train ... --time-limit 3h             # stop after the last epoch that fits; exit 75
 keras-meta evaluate runs/maml --episodes 600
 keras-meta evaluate runs/mini --dataset cub       # cross-domain: another dataset's classes
@@ -18,7 +19,7 @@ keras-meta demo omniglot --data-dir DATA
 
 See `docs/cli.md`. The work is done by `keras_meta.experiments.runs`; this
 module only parses arguments and prints results. The `train` options are
-generated from the fields of `keras_meta.experiments.RunConfig`. (Near 590
+generated from the fields of `keras_meta.experiments.RunConfig`. (Near 630
 lines: the parsers of all seven commands, kept together so that building the
 parser imports no TensorFlow.)
 """
@@ -27,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import subprocess
 import sys
 
 # keras_meta.distribute.STRATEGIES, written out so that building the parser
@@ -88,8 +91,19 @@ def duration(text: str) -> float:
 
 
 def _threads_parser() -> argparse.ArgumentParser:
-    """The `--threads` option shared by the commands that run TensorFlow."""
+    """The `--threads` and `--onednn` options shared by the commands that run
+    TensorFlow."""
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--onednn",
+        choices=("on", "off"),
+        help=(
+            "TensorFlow's oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS; default: TensorFlow's "
+            "choice, on only for CPUs with AVX512-VNNI/BF16 or AMX). On a CPU, ProtoNet "
+            "trains ~2.3x faster with them, MAML ~1.6x slower (docs/performance.md). The "
+            "command runs again in a process with the setting when it differs"
+        ),
+    )
     common.add_argument(
         "--threads",
         type=_integer("threads"),
@@ -541,6 +555,31 @@ def set_threads(threads: int) -> None:
         ) from None
 
 
+def _run_with_onednn(args, exec_: bool) -> int:
+    """Runs the command again in a process whose TensorFlow has oneDNN
+    `args.onednn`: TensorFlow reads the switch once, when it is imported,
+    and this process has imported it. From the shell (`exec_`) the process
+    is replaced; from Python, a child process runs it."""
+    from keras_meta._backend import ONEDNN_ENV
+
+    value = "1" if args.onednn == "on" else "0"
+    if os.environ.get(ONEDNN_ENV) == value:
+        # Already set, and still not in effect: no rerun would change it.
+        print(
+            f"keras-meta {args.command}: error: --onednn {args.onednn}: this TensorFlow "
+            f"ignores {ONEDNN_ENV}={value} (a build without oneDNN kernels?)",
+            file=sys.stderr,
+        )
+        return 2
+    env = {**os.environ, ONEDNN_ENV: value}
+    command = [sys.executable, "-m", "keras_meta.cli", *args.argv]
+    if exec_ and os.name == "posix":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, command, env)
+    return subprocess.call(command, env=env)
+
+
 def main(argv=None) -> int:
     """Runs the `keras-meta` command line; returns the exit status.
 
@@ -551,6 +590,11 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if getattr(args, "onednn", None) is not None:
+        from keras_meta._backend import onednn_enabled
+
+        if onednn_enabled() != (args.onednn == "on"):
+            return _run_with_onednn(args, exec_=argv is None)
     if getattr(args, "threads", None) is not None:
         try:
             set_threads(args.threads)

@@ -102,6 +102,7 @@ def machine_info() -> dict:
     import tensorflow as tf
 
     from keras_meta import __version__
+    from keras_meta._backend import onednn_enabled
 
     devices = sorted({d.device_type for d in tf.config.list_physical_devices()})
     return {
@@ -111,6 +112,8 @@ def machine_info() -> dict:
         "devices": devices,
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
+        # Its kernels give slightly different floats, and other speeds.
+        "onednn": onednn_enabled(),
         "keras": keras.__version__,
         "keras_meta": __version__,
     }
