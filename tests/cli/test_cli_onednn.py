@@ -33,6 +33,7 @@ def test_train_runs_with_the_setting(tmp_path, setting):
     assert json.loads((out / "run.json").read_text())["finished"] is True
 
 
+@pytest.mark.slow
 def test_shell_command_replaces_its_process(tmp_path):
     wanted = not _backend.onednn_enabled()  # the setting this process does not have
     out = tmp_path / "run"
