@@ -41,6 +41,23 @@ _GROUPS = {
 }
 
 
+def base_op(kind: str) -> str:
+    """The op a oneDNN kernel stands for (`TF_ENABLE_ONEDNN_OPTS=1` renames
+    them): `_MklNativeFusedConv2D` -> `_FusedConv2D`,
+    `_MklNativeConv2DBackpropFilterWithBias` -> `Conv2DBackpropFilter`."""
+    for prefix in ("_MklNative", "_Mkl"):
+        if kind.startswith(prefix):
+            kind = kind[len(prefix):]
+            # Grappler's fused ops are "_"-prefixed; FusedBatchNorm* are not.
+            kind = "_" + kind if kind in ("FusedConv2D", "FusedMatMul") else kind
+            break
+    return kind.removesuffix("WithBias")
+
+
+def _group_time(times, kinds) -> float:
+    return sum(t for kind, t in times.items() if base_op(kind) in kinds)
+
+
 def op_times(logdir: str) -> tuple[collections.Counter, collections.Counter]:
     """`(picoseconds, runs)` per op type, from the profiler's host trace."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
@@ -102,9 +119,9 @@ def main(argv=None) -> None:
     print("\n| group | ms/step | share |")
     print("|---|---|---|")
     for group, kinds in _GROUPS.items():
-        t = sum(times[k] for k in kinds)
+        t = _group_time(times, kinds)
         print(f"| {group} | {t * per_step:.1f} | {100 * t / total:.1f} % |")
-    other = total - sum(times[k] for kinds in _GROUPS.values() for k in kinds)
+    other = total - sum(_group_time(times, kinds) for kinds in _GROUPS.values())
     print(f"| everything else | {other * per_step:.1f} | {100 * other / total:.1f} % |")
 
 

@@ -99,8 +99,8 @@ def _threads_parser() -> argparse.ArgumentParser:
         choices=("on", "off"),
         help=(
             "TensorFlow's oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS; default: TensorFlow's "
-            "choice, on only for CPUs with AVX512-VNNI/BF16 or AMX). On a CPU, ProtoNet "
-            "trains ~2.3x faster with them, MAML ~1.6x slower (docs/performance.md). The "
+            "choice, on only for CPUs with AVX512-VNNI/BF16 or AMX). Measured on an AVX2 "
+            "CPU: ProtoNet ~2.3x faster with them, MAML ~1.6x slower (docs/performance.md). The "
             "command runs again in a process with the setting when it differs"
         ),
     )
