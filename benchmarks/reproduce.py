@@ -24,6 +24,9 @@ import argparse
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _process_options  # noqa: E402  (the folder of this script)
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO_ROOT, "docs", "results.md")
 ROW_MARKER = "<!-- results:end -->"
@@ -199,42 +202,10 @@ def main(argv=None) -> int:
         "the protocol's, e.g. a protonet-omniglot-20w1s run for protonet-omniglot-5w1s)",
     )
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
-    parser.add_argument(
-        "--threads", type=int, help="threads of each TensorFlow op (default: one per core)"
-    )
-    parser.add_argument(
-        "--onednn",
-        choices=("on", "off"),
-        help="TensorFlow's oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS; default: TensorFlow's "
-        "choice); on: ProtoNet ~2.3x faster on a CPU, MAML slower (docs/performance.md)",
-    )
-    parser.add_argument(
-        "--time-limit",
-        metavar="DURATION",
-        help="stop training after the last epoch that fits (e.g. 3h; see keras-meta train "
-        "--time-limit) and exit with status 75; the same command resumes",
-    )
+    _process_options.add(parser)
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, REPO_ROOT)
-    if args.onednn is not None:
-        # Before TensorFlow is imported: it reads the switch then.
-        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"
-    from keras_meta._backend import onednn_enabled
-    from keras_meta.cli import duration
-
-    if args.onednn is not None and onednn_enabled() != (args.onednn == "on"):
-        parser.error(f"--onednn {args.onednn}: TensorFlow was imported before the switch "
-                     "was set, or ignores it")
-    if args.time_limit is not None:
-        try:
-            args.time_limit = duration(args.time_limit)
-        except argparse.ArgumentTypeError as error:
-            parser.error(f"--time-limit: {error}")
-    if args.threads is not None:
-        from keras_meta.cli import set_threads
-
-        set_threads(args.threads)
+    _process_options.apply(args, parser)
     from keras_meta.experiments import protocols, run_dir, runs
 
     if args.protocols:

@@ -63,6 +63,15 @@ def _train_args(data, out, *extra):
     ]
 
 
+def _sinusoid_args(out, *extra, iterations=4):
+    """`keras-meta train` of a small sinusoid MAML into `out` (2 steps per epoch)."""
+    return [
+        "train", "--protocol", "maml-sinusoid", "--iterations", str(iterations),
+        "--steps-per-epoch", "2", "--val-episodes", "2", "--meta-batch-size", "2",
+        "--hidden-units", "8,8", "--out", str(out), "--verbose", "0", *extra,
+    ]  # fmt: skip
+
+
 def _error(capsys, argv):
     """Runs the CLI expecting a usage error; returns the error line."""
     try:

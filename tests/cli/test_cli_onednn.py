@@ -7,17 +7,14 @@ import subprocess
 import sys
 
 import pytest
+from cli_helpers import _sinusoid_args
 
 from keras_meta import _backend
 from keras_meta.cli import main
 
 
 def _train_args(out, *extra):
-    return [
-        "train", "--protocol", "maml-sinusoid", "--iterations", "2", "--steps-per-epoch", "2",
-        "--val-episodes", "2", "--meta-batch-size", "2", "--hidden-units", "8,8",
-        "--out", str(out), "--verbose", "0", *extra,
-    ]  # fmt: skip
+    return _sinusoid_args(out, *extra, iterations=2)
 
 
 def _onednn(out):

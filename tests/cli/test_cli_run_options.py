@@ -8,19 +8,11 @@ import sys
 import keras
 import numpy as np
 import pytest
-from cli_helpers import _error
+from cli_helpers import _error, _sinusoid_args
 
 from keras_meta.cli import main
 from keras_meta.experiments import RunConfig
 from keras_meta.experiments.builders import build_learner
-
-
-def _sinusoid_args(out, *extra):
-    return [
-        "train", "--preset", "maml-sinusoid", "--iterations", "4", "--steps-per-epoch", "2",
-        "--val-episodes", "2", "--meta-batch-size", "2", "--hidden-units", "8,8",
-        "--out", str(out), "--verbose", "0", *extra,
-    ]  # fmt: skip
 
 
 def _final_weights(out):

@@ -1,21 +1,18 @@
-"""A time limit on training: `TimeLimit`, `train(time_limit=)`, `keras-meta train
---time-limit` and `benchmarks/reproduce.py --time-limit`."""
+"""A time limit on training: `TimeLimit` and `train(time_limit=)` (the command
+line's `--time-limit`: tests/cli/test_cli_time_limit.py)."""
 
 import argparse
-import importlib.util
 import json
-import os
 
 import keras
 import numpy as np
 import pytest
 
-from keras_meta.cli import EXIT_TIME_LIMIT, duration, main
-from keras_meta.experiments import protocols, runs
+from keras_meta.cli import duration
+from keras_meta.experiments import runs
 from keras_meta.experiments.run_callbacks import TimeLimit
 from keras_meta.experiments.run_dir import RunError
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = {
     "iterations": 6, "steps_per_epoch": 2, "val_episodes": 2, "meta_batch_size": 2,
     "hidden_units": [8, 8],
@@ -102,44 +99,3 @@ def test_duration():
     for bad in ("0", "0h", "-1h", "2 hours", "h", "", "1e3", "3d"):
         with pytest.raises(argparse.ArgumentTypeError, match=f"received {bad!r}"):
             duration(bad)
-
-
-def _cli_args(out, *extra):
-    return [
-        "train", "--protocol", "maml-sinusoid", "--iterations", "4", "--steps-per-epoch", "2",
-        "--val-episodes", "2", "--meta-batch-size", "2", "--hidden-units", "8,8",
-        "--out", str(out), "--verbose", "0", *extra,
-    ]  # fmt: skip
-
-
-def test_cli_time_limit_exits_75_then_resumes(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(_cli_args(out, "--time-limit", "0.000001s")) == EXIT_TIME_LIMIT == 75
-    err = capsys.readouterr().err
-    assert "stopped at the time limit after 1 epochs; run the same command again" in err
-    assert main(_cli_args(out, "--time-limit", "1h")) == 0
-    assert json.loads((out / "run.json").read_text())["finished"] is True
-    with pytest.raises(SystemExit) as exit_:
-        main(_cli_args(tmp_path / "bad", "--time-limit", "2 hours"))
-    assert exit_.value.code == 2
-    assert "a duration must be a positive number" in capsys.readouterr().err
-
-
-def test_reproduce_time_limit(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        "reproduce", os.path.join(REPO, "benchmarks", "reproduce.py")
-    )
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
-    small = {**protocols.PROTOCOLS["maml-sinusoid"], **SMALL, "eval_episodes": 4}
-    results = tmp_path / "results.md"
-    results.write_text(f"| table |\n{reproduce.ROW_MARKER}\n")
-    argv = ["--protocol", "t-small", "--out", str(tmp_path / "run"), "--results", str(results),
-            "--verbose", "0"]  # fmt: skip
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(protocols.PROTOCOLS, "t-small", small)
-        assert reproduce.main([*argv, "--time-limit", "0.000001"]) == 75
-        assert "stopped at the time limit after 1 epochs" in capsys.readouterr().err
-        assert results.read_text().count("\n") == 2  # no row for an unfinished run
-        assert reproduce.main(argv) == 0
-    assert "`t-small`" in results.read_text().splitlines()[1]

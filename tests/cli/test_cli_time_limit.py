@@ -1,0 +1,51 @@
+"""`keras-meta train --time-limit` and `benchmarks/reproduce.py --time-limit`:
+stop after the last epoch that fits, exit 75, resume with the same command."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+from cli_helpers import _sinusoid_args
+
+from keras_meta.cli import EXIT_TIME_LIMIT, main
+from keras_meta.experiments import protocols
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMALL = {
+    "iterations": 6, "steps_per_epoch": 2, "val_episodes": 2, "meta_batch_size": 2,
+    "hidden_units": [8, 8],
+}  # fmt: skip
+
+
+def test_cli_time_limit_exits_75_then_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_sinusoid_args(out, "--time-limit", "0.000001s")) == EXIT_TIME_LIMIT == 75
+    err = capsys.readouterr().err
+    assert "stopped at the time limit after 1 epochs; run the same command again" in err
+    assert main(_sinusoid_args(out, "--time-limit", "1h")) == 0
+    assert json.loads((out / "run.json").read_text())["finished"] is True
+    with pytest.raises(SystemExit) as exit_:
+        main(_sinusoid_args(tmp_path / "bad", "--time-limit", "2 hours"))
+    assert exit_.value.code == 2
+    assert "a duration must be a positive number" in capsys.readouterr().err
+
+
+def test_reproduce_time_limit(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "reproduce", os.path.join(REPO, "benchmarks", "reproduce.py")
+    )
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    small = {**protocols.PROTOCOLS["maml-sinusoid"], **SMALL, "eval_episodes": 4}
+    results = tmp_path / "results.md"
+    results.write_text(f"| table |\n{reproduce.ROW_MARKER}\n")
+    argv = ["--protocol", "t-small", "--out", str(tmp_path / "run"), "--results", str(results),
+            "--verbose", "0"]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(protocols.PROTOCOLS, "t-small", small)
+        assert reproduce.main([*argv, "--time-limit", "0.000001"]) == 75
+        assert "stopped at the time limit after 1 epochs" in capsys.readouterr().err
+        assert results.read_text().count("\n") == 2  # no row for an unfinished run
+        assert reproduce.main(argv) == 0
+    assert "`t-small`" in results.read_text().splitlines()[1]
