@@ -28,7 +28,7 @@ def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time-limit",
         metavar="DURATION",
-        help="stop training after the last epoch that fits (e.g. 3h; see keras-meta train "
+        help="stop training after the last epoch that fits (e.g. 2h10m; see keras-meta train "
         "--time-limit) and exit with status 75; the same command resumes",
     )
 

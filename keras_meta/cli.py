@@ -68,24 +68,35 @@ def _integer(name: str, minimum: int | None = 1):
     return parse
 
 
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+_DURATION_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600}
+_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)\s*(h|min|m|s)"
 
 
 def duration(text: str) -> float:
-    """Seconds in `text`: a positive number with an optional unit, `s`, `m`
-    (or `min`) or `h`; a bare number is seconds.
+    """Seconds in `text`: a bare number of seconds, or numbers with units `h`,
+    `m` (or `min`) and `s`, alone or together (`2h10m`, `1h 30m`).
 
     Example:
 
-    >>> duration("1.5h"), duration("90m"), duration("45")
-    (5400.0, 5400.0, 45.0)
+    >>> duration("1.5h"), duration("90m"), duration("45"), duration("2h10m")
+    (5400.0, 5400.0, 45.0, 7800.0)
     """
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|min|h)?\s*", str(text))
-    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or ""] if match else 0.0
+    text = str(text).strip()
+    seconds = 0.0
+    if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", text):
+        seconds = float(text)
+    elif re.fullmatch(rf"(?:{_DURATION_PART}\s*)+", text):
+        parts = re.findall(_DURATION_PART, text)
+        units = [unit for _, unit in parts]
+        # Each unit once, largest first: "10m2h" or "5m5m" is more likely a typo
+        # than a duration.
+        order = [_DURATION_UNITS[unit] for unit in units]
+        if len(set(order)) == len(order) and order == sorted(order, reverse=True):
+            seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
     if seconds <= 0:
         raise argparse.ArgumentTypeError(
-            "a duration must be a positive number with an optional unit s, m or h "
-            f"(e.g. 45m, 2.5h, 600); received {text!r}"
+            "a duration must be a positive number of seconds, or numbers with the units "
+            f"h, m and s, largest first (e.g. 600, 45m, 2.5h, 2h10m); received {text!r}"
         )
     return seconds
 
@@ -152,7 +163,7 @@ def _add_train_parser(sub, common):
         type=duration,
         metavar="DURATION",
         help=(
-            "stop at the end of the last epoch that fits in this time (e.g. 45m, 3h; "
+            "stop at the end of the last epoch that fits in this time (e.g. 45m, 2h10m; "
             "at the pace of the epoch before) and exit with status 75; the same "
             "command resumes the run"
         ),

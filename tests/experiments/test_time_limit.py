@@ -96,6 +96,11 @@ def test_duration():
     assert [duration(t) for t in ("45", "45s", "2.5m", "90min", "1.5h", " 3h ", ".5h")] == [
         45.0, 45.0, 150.0, 5400.0, 5400.0, 10800.0, 1800.0,
     ]  # fmt: skip
-    for bad in ("0", "0h", "-1h", "2 hours", "h", "", "1e3", "3d"):
+    # Several units, largest first (what one writes for a session's length).
+    assert [duration(t) for t in ("2h10m", "1h 30m 15s", "1m30s", "0h45m")] == [
+        7800.0, 5415.0, 90.0, 2700.0,
+    ]  # fmt: skip
+    bad_compound = ("10m2h", "5m5m", "1min30m", "2h10", "2h-10m", "0h0m")
+    for bad in ("0", "0h", "-1h", "2 hours", "h", "", "1e3", "3d", *bad_compound):
         with pytest.raises(argparse.ArgumentTypeError, match=f"received {bad!r}"):
             duration(bad)
