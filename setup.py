@@ -16,6 +16,8 @@ setup(
     # Class lists of the standard few-shot splits ship as data files.
     # So do the pretrained learners (weights only, and their metadata).
     package_data={
+        # `git archive` writes the commit into it (.gitattributes).
+        "keras_meta": ["_commit.txt"],
         "keras_meta.data": ["class_lists/*.txt"],
         "keras_meta.pretrained": ["*/metadata.json", "*/model.weights.h5"],
     },

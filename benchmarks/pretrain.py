@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -63,17 +62,6 @@ NOTES = (
     "evaluation alphabets are the test classes. budget.iterations says how much of the "
     "protocol's budget was spent."
 )
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def evaluate_on_evaluation_alphabets(config, learner, shapes, num_episodes, seed) -> dict:
@@ -119,6 +107,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     _process_options.apply(args, parser)
+    from keras_meta._source import source_commit
     from keras_meta.experiments import RunConfig
     from keras_meta.experiments import run_dir as files
     from keras_meta.experiments.runs import load_run, train
@@ -165,7 +154,10 @@ def main(argv=None) -> int:
         },
         "wall_seconds": round(float(state.get("train_seconds", 0.0)), 1),
         "machine": files.machine_info(),
-        "commit": _commit(),
+        # The code that evaluated and wrote these files, and each commit that
+        # trained them (a pretraining spans sessions).
+        "commit": source_commit(),
+        "training_commits": state.get("commits", []),
         "date": state.get("finished_at") or files.now(),
         "evaluation": evaluation,
     }

@@ -153,8 +153,36 @@ def result_row(config: dict, record: dict, state: dict, run_dir: str) -> str:
         f"({record['results']['num_episodes']} {record['split']} episodes, "
         f"{record['checkpoint']} checkpoint) | {published} | {protocol_text(config)} "
         f"| {budget} | {split_text(config)} | {config['augmentation'] or 'none'} "
-        f"| {record['results']['bn_mode']} |"
+        f"| {record['results']['bn_mode']} | {commit_text(record, state)} |"
     )
+
+
+def _short(commit: str) -> str:
+    return "unknown" if commit == "unknown" else f"`{commit[:7]}{commit[40:]}`"
+
+
+def commit_text(record: dict, state: dict) -> str:
+    """The commits of the row's code: the one that tested, those that trained.
+
+    A run resumed across sessions may have been trained by several commits;
+    `run.json` lists each from the first epoch it trained (runs older than
+    that record start with the first session that recorded it).
+    """
+    tested = record["machine"].get("keras_meta_commit", "unknown")
+    text = f"test {_short(tested)}"
+    commits = state.get("commits") or []
+    if not commits:
+        return text + "; training's not recorded"
+    parts = []
+    if commits[0]["from_epoch"] > 1:
+        parts.append(f"epochs 1–{commits[0]['from_epoch'] - 1} not recorded")
+    for i, entry in enumerate(commits):
+        last = commits[i + 1]["from_epoch"] - 1 if i + 1 < len(commits) else state.get(
+            "epochs_done", entry["from_epoch"])
+        epochs = (f"epoch {last}" if last == entry["from_epoch"]
+                  else f"epochs {entry['from_epoch']}–{last}")
+        parts.append(f"{epochs} {_short(entry['commit'])}")
+    return text + "; train " + ", ".join(parts)
 
 
 def _replace_between(text, start, end, body):

@@ -24,6 +24,7 @@ import time
 
 import keras
 
+from keras_meta._source import source_commit
 from keras_meta.experiments import run_dir as files
 from keras_meta.experiments.config import RunConfig
 
@@ -121,8 +122,15 @@ class RunProgress(keras.callbacks.Callback):
         epochs = self.params.get("epochs") if self.params else None
         remaining = max(epochs - epoch - 1, 0) * epoch_seconds if epochs else None
         state = files.run_state(self.run_dir)
+        # A long run is resumed across sessions, perhaps by other code: each
+        # commit that trained it, from the first epoch it trained.
+        commits = state.get("commits") or []
+        commit = source_commit()
+        if not commits or commits[-1]["commit"] != commit:
+            commits.append({"commit": commit, "from_epoch": epoch + 1})
         state.update(
             {
+                "commits": commits,
                 "epochs_done": epoch + 1,
                 "iterations_done": (epoch + 1) * self.steps_per_epoch,
                 "train_seconds": self.previous_seconds + now - self.start,

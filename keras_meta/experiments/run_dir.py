@@ -3,7 +3,8 @@
 ```
 config.json      the resolved configuration (`RunConfig.to_dict()`), the
                  command and the machine it started on
-run.json         progress: epochs and iterations done, training wall time
+run.json         progress: epochs and iterations done, training wall time,
+                 the commits of the code that trained it
 learner.keras    the learner after the last completed epoch
 best.keras       the learner of the best validation epoch
 history.csv      per-epoch logs (CSVLogger)
@@ -103,6 +104,7 @@ def machine_info() -> dict:
 
     from keras_meta import __version__
     from keras_meta._backend import onednn_enabled
+    from keras_meta._source import source_commit
 
     devices = sorted({d.device_type for d in tf.config.list_physical_devices()})
     return {
@@ -116,6 +118,7 @@ def machine_info() -> dict:
         "onednn": onednn_enabled(),
         "keras": keras.__version__,
         "keras_meta": __version__,
+        "keras_meta_commit": source_commit(),
     }
 
 

@@ -104,3 +104,26 @@ def test_cli_and_reproduce_from_run(trained, test_protocols, tmp_path, capsys):
     assert reproduce.main(["--protocol", "t-trained", "--from-run", str(trained),
                            "--no-record", "--verbose", "0"]) == 2  # fmt: skip
     assert "trains differently" in capsys.readouterr().err
+
+
+def test_reproduce_row_names_the_commits():
+    spec = importlib.util.spec_from_file_location(
+        "reproduce", os.path.join(REPO, "benchmarks", "reproduce.py")
+    )
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    a, b = "a" * 40, "b" * 40 + "+dirty"
+    record = {"machine": {"keras_meta_commit": b}}
+    state = {"epochs_done": 60, "commits": [{"commit": a, "from_epoch": 42},
+                                            {"commit": b, "from_epoch": 60}]}  # fmt: skip
+    assert reproduce.commit_text(record, state) == (
+        "test `bbbbbbb+dirty`; train epochs 1–41 not recorded, epochs 42–59 `aaaaaaa`, "
+        "epoch 60 `bbbbbbb+dirty`"
+    )
+    state = {"epochs_done": 3, "commits": [{"commit": a, "from_epoch": 1}]}
+    assert reproduce.commit_text({"machine": {}}, state) == (
+        "test unknown; train epochs 1–3 `aaaaaaa`"
+    )
+    assert reproduce.commit_text(record, {}) == (
+        "test `bbbbbbb+dirty`; training's not recorded"
+    )

@@ -31,3 +31,21 @@ def test_run_json_estimates_the_time_left(tmp_path, capsys):
 
 def test_duration():
     assert [_duration(s) for s in (42.4, 450.0, 11520.0)] == ["42 s", "7.5 min", "3.2 h"]
+
+
+def test_run_json_records_each_commit_that_trained(tmp_path, monkeypatch):
+    # A run resumed by other code (a later commit) records it from the epoch it
+    # trained first; an unchanged commit adds nothing.
+    from keras_meta.experiments import run_callbacks
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(run_callbacks, "source_commit", lambda: "a" * 40)
+    with pytest.raises(SimulatedInterruption):
+        runs.train(out, "maml-sinusoid", SMALL, verbose=0, fail_after_epochs=1)
+    monkeypatch.setattr(run_callbacks, "source_commit", lambda: "b" * 40 + "+dirty")
+    runs.train(out, "maml-sinusoid", SMALL, verbose=0)
+    state = json.loads((out / "run.json").read_text())
+    assert state["commits"] == [
+        {"commit": "a" * 40, "from_epoch": 1},
+        {"commit": "b" * 40 + "+dirty", "from_epoch": 2},
+    ]
