@@ -271,7 +271,14 @@ def main(argv=None) -> int:
                 from keras_meta.cli import EXIT_TIME_LIMIT
 
                 return EXIT_TIME_LIMIT
-        record = runs.evaluate(out, num_episodes=args.episodes, verbose=args.verbose)
+        # The data may have moved since the run started (a run resumed in
+        # another session, another checkout): test where it is now.
+        record = runs.evaluate(
+            out,
+            num_episodes=args.episodes,
+            data_dir=overrides.get("data_dir"),
+            verbose=args.verbose,
+        )
     except run_dir.RunError as error:
         print(f"reproduce.py: error: {error}", file=sys.stderr)
         return 2

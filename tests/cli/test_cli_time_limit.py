@@ -49,3 +49,36 @@ def test_reproduce_time_limit(tmp_path, capsys):
         assert results.read_text().count("\n") == 2  # no row for an unfinished run
         assert reproduce.main(argv) == 0
     assert "`t-small`" in results.read_text().splitlines()[1]
+
+
+def test_reproduce_tests_where_the_data_is_now(tmp_path, capsys):
+    # A run carried between sessions finishes where its data has another path
+    # than when it started: the test episodes come from --data-dir, not from
+    # the folder config.json recorded.
+    from cli_helpers import _make_image_folder
+
+    spec = importlib.util.spec_from_file_location(
+        "reproduce", os.path.join(REPO, "benchmarks", "reproduce.py")
+    )
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    folder = {
+        **protocols.PROTOCOLS["maml-omniglot-5w1s"], "dataset": "folder", "split": "random",
+        "split_sizes": None, "augmentation": None, "ways": 3, "meta_batch_size": 2,
+        "iterations": 4, "steps_per_epoch": 2, "val_episodes": 0, "eval_episodes": 4,
+        "filters": 4,
+    }  # fmt: skip
+    data = _make_image_folder(tmp_path / "before", 15, 3, seed=0)
+    results = tmp_path / "results.md"
+    results.write_text(f"| table |\n{reproduce.ROW_MARKER}\n")
+    argv = ["--protocol", "t-folder", "--out", str(tmp_path / "run"), "--results", str(results),
+            "--verbose", "0"]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(protocols.PROTOCOLS, "t-folder", folder)
+        assert reproduce.main([*argv, "--data-dir", str(data), "--time-limit", "0.000001"]) == 75
+        data.rename(tmp_path / "after")
+        capsys.readouterr()
+        assert reproduce.main([*argv, "--data-dir", str(tmp_path / "after")]) == 0, (
+            capsys.readouterr().err
+        )
+    assert "`t-folder`" in results.read_text().splitlines()[1]
