@@ -27,6 +27,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _process_options  # noqa: E402  (the folder of this script)
+from reproduce import RESULTS, _replace_between, commit_text  # noqa: E402
+
+TABLE_START = "<!-- pretrained:start -->"
+TABLE_END = "<!-- pretrained:end -->"
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,8 +97,15 @@ def evaluate_on_evaluation_alphabets(config, learner, shapes, num_episodes, seed
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", required=True, choices=sorted(PRESETS))
-    parser.add_argument("--data-dir", required=True, help="the Omniglot folder")
+    parser.add_argument("--name", choices=sorted(PRESETS))
+    parser.add_argument("--data-dir", help="the Omniglot folder")
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="rewrite the pretrained learners' table of docs/results.md from the package's "
+        "metadata and exit (done after every run that writes into the package)",
+    )
+    parser.add_argument("--results", default=RESULTS, help="the markdown file of --table")
     parser.add_argument("--iterations", type=int, help="default: the protocol's full budget")
     parser.add_argument(
         "--steps-per-epoch", type=int, help="checkpoint cadence (default: the protocol's)"
@@ -106,6 +117,12 @@ def main(argv=None) -> int:
     _process_options.add(parser)
     args = parser.parse_args(argv)
 
+    if args.table:
+        write_table(args.results)
+        print(f"Rewrote the pretrained learners' table of {args.results}")
+        return 0
+    if not args.name or not args.data_dir:
+        parser.error("--name and --data-dir are required")
     _process_options.apply(args, parser)
     from keras_meta._source import source_commit
     from keras_meta.experiments import RunConfig
@@ -167,7 +184,70 @@ def main(argv=None) -> int:
     written = presets.save_pretrained(learner, config.override(notes=NOTES), out, metadata)
     print(f"Wrote {written['weights']} ({os.path.getsize(written['weights'])} bytes) and "
           f"{written['metadata']}")
+    if args.out is None:
+        write_table(args.results)
+        print(f"Rewrote the pretrained learners' table of {args.results}")
     return 0
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def table_row(meta: dict) -> str:
+    """One markdown row of the pretrained learners' table, from a learner's metadata."""
+    config = meta["config"]
+    budget = meta["budget"]
+    spent = f"{budget['iterations']} it"
+    if budget["short"]:
+        spent += f" (**{100 * budget['fraction']:.2g}% of {budget['protocol_iterations']}**)"
+    else:
+        spent += " (the protocol's full budget)"
+    cells = []
+    for ways in (5, 20):
+        result = meta["evaluation"].get(f"{ways}way1shot")
+        if result is None:
+            outputs = meta["build"]["model"]["kwargs"].get("num_outputs")
+            cells.append(f"— ({outputs} outputs)" if outputs else "—")
+        else:
+            cells.append(f"{result['accuracy']:.2%} ± {result['accuracy_ci95']:.2%} "
+                         f"({result['queries']} q/class)")
+    # Metadata written before commits were recorded per epoch has only `commit`.
+    steps = config["steps_per_epoch"]
+    commits = commit_text(
+        {"machine": {"keras_meta_commit": meta.get("commit", "unknown")}},
+        {"commits": meta.get("training_commits", []),
+         "epochs_done": -(-budget["iterations"] // steps)},
+    )  # fmt: skip
+    return (
+        f"| `{meta['name']}` | `{meta['protocol']}` ({config['ways']}-way training, "
+        f"{config['bn_mode']} BN) | {spent} | {_duration(meta['wall_seconds'])} | "
+        f"{cells[0]} | {cells[1]} | {commits} |"
+    )
+
+
+def pretrained_table() -> str:
+    """The pretrained learners' table of docs/results.md, from the package's metadata."""
+    from keras_meta import presets
+
+    lines = [
+        "| pretrained | protocol | budget | wall time | 5-way 1-shot | 20-way 1-shot | commit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [table_row(presets.get_metadata(name)) for name in presets.list_pretrained()]
+    return "\n".join(lines)
+
+
+def write_table(path: str = RESULTS) -> None:
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    for marker in (TABLE_START, TABLE_END):
+        if marker not in text:
+            raise SystemExit(f"{path} has no {marker} line")
+    text = _replace_between(text, TABLE_START, TABLE_END, pretrained_table())
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""`benchmarks/pretrain.py --table`: the pretrained learners' table of
+docs/results.md is generated from the package's metadata, and is current."""
+
+import importlib.util
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _pretrain():
+    spec = importlib.util.spec_from_file_location(
+        "pretrain", os.path.join(REPO, "benchmarks", "pretrain.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_md_holds_the_table_of_the_shipped_metadata():
+    pretrain = _pretrain()
+    with open(os.path.join(REPO, "docs", "results.md"), encoding="utf-8") as f:
+        text = f.read()
+    table = text.split(pretrain.TABLE_START + "\n", 1)[1].split("\n" + pretrain.TABLE_END)[0]
+    assert table == pretrain.pretrained_table(), (
+        "docs/results.md's pretrained table is stale: run `python benchmarks/pretrain.py --table`"
+    )
+
+
+def test_table_row_of_a_full_budget_learner(tmp_path):
+    pretrain = _pretrain()
+    meta = {
+        "name": "maml_x", "protocol": "maml-omniglot-5w1s",
+        "config": {"ways": 5, "bn_mode": "transductive", "steps_per_epoch": 1000},
+        "budget": {"iterations": 60000, "protocol_iterations": 60000, "fraction": 1.0,
+                   "short": False},
+        "wall_seconds": 3.5 * 3600,
+        "evaluation": {"5way1shot": {"accuracy": 0.98765, "accuracy_ci95": 0.00432,
+                                     "queries": 1}},
+        "build": {"model": {"kwargs": {"num_outputs": 5}}},
+        "commit": "c" * 40,
+        "training_commits": [{"commit": "a" * 40, "from_epoch": 1},
+                             {"commit": "b" * 40, "from_epoch": 25}],
+    }  # fmt: skip
+    assert pretrain.table_row(meta) == (
+        "| `maml_x` | `maml-omniglot-5w1s` (5-way training, transductive BN) | 60000 it (the "
+        "protocol's full budget) | 3.5 h | 98.77% ± 0.43% (1 q/class) | — (5 outputs) | test "
+        "`ccccccc`; train epochs 1–24 `aaaaaaa`, epochs 25–60 `bbbbbbb` |"
+    )
+    results = tmp_path / "results.md"
+    results.write_text("intro\n")
+    with pytest.raises(SystemExit, match="has no <!-- pretrained:start --> line"):
+        pretrain.write_table(str(results))
