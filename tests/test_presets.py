@@ -4,6 +4,7 @@ alphabets, ../shared/data/omniglot), `.keras` and SavedModel round trips."""
 
 import json
 import os
+import re
 import warnings
 
 import h5py
@@ -36,7 +37,10 @@ def test_list_and_metadata():
         assert budget["fraction"] == pytest.approx(
             budget["iterations"] / budget["protocol_iterations"], abs=1e-4
         )
-        assert meta["wall_seconds"] > 0 and len(meta["commit"]) == 40
+        # A shipped learner comes from committed code: no "+dirty", no "unknown".
+        assert meta["wall_seconds"] > 0 and re.fullmatch("[0-9a-f]{40}", meta["commit"])
+        for entry in meta.get("training_commits", []):
+            assert re.fullmatch("[0-9a-f]{40}", entry["commit"]) and entry["from_epoch"] >= 1
         assert meta["date"][:2] == "20" and "tensorflow" in meta["machine"]
         for result in meta["evaluation"].values():
             assert result["episodes"] >= 600 and result["shots"] == 1
