@@ -5,10 +5,25 @@ blocks that several learners' tests repeat.
 conftest.py puts this folder on `sys.path`; import with `from helpers import ...`.
 """
 
+import importlib.util
+import os
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_benchmark(name):
+    """Imports `benchmarks/NAME.py` (a script, not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(REPO, "benchmarks", f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # ---------------------------------------------------------------------------

@@ -1,25 +1,16 @@
 """`benchmarks/pretrain.py --table`: the pretrained learners' table of
 docs/results.md is generated from the package's metadata, and is current."""
 
-import importlib.util
 import os
 
 import pytest
+from helpers import load_benchmark
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _pretrain():
-    spec = importlib.util.spec_from_file_location(
-        "pretrain", os.path.join(REPO, "benchmarks", "pretrain.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_results_md_holds_the_table_of_the_shipped_metadata():
-    pretrain = _pretrain()
+    pretrain = load_benchmark("pretrain")
     with open(os.path.join(REPO, "docs", "results.md"), encoding="utf-8") as f:
         text = f.read()
     table = text.split(pretrain.TABLE_START + "\n", 1)[1].split("\n" + pretrain.TABLE_END)[0]
@@ -29,7 +20,7 @@ def test_results_md_holds_the_table_of_the_shipped_metadata():
 
 
 def test_table_row_of_a_full_budget_learner(tmp_path):
-    pretrain = _pretrain()
+    pretrain = load_benchmark("pretrain")
     meta = {
         "name": "maml_x", "protocol": "maml-omniglot-5w1s",
         "config": {"ways": 5, "bn_mode": "transductive", "steps_per_epoch": 1000},

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from cli_helpers import _sinusoid_args
+from helpers import load_benchmark
 
 from keras_meta import _backend
 from keras_meta.cli import main
@@ -62,15 +63,8 @@ def test_machine_info_says_whether_onednn_is_on():
 @pytest.mark.parametrize("script", ["reproduce", "pretrain"])
 def test_scripts_refuse_a_setting_they_cannot_apply(script, monkeypatch, capsys):
     # In this process TensorFlow is imported already: the switch cannot apply.
-    import importlib.util
-
     monkeypatch.delenv(_backend.ONEDNN_ENV, raising=False)  # restored afterwards
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    spec = importlib.util.spec_from_file_location(
-        script, os.path.join(root, "benchmarks", f"{script}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark(script)
     setting = "off" if _backend.onednn_enabled() else "on"
     argv = {
         "reproduce": ["--protocol", "maml-sinusoid"],

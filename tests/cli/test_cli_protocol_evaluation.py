@@ -1,21 +1,18 @@
 """A trained run tested as another protocol tests (`evaluate(protocol=...)`,
 `keras-meta evaluate --protocol`, `benchmarks/reproduce.py --from-run`)."""
 
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
 from cli_helpers import _error
+from helpers import load_benchmark
 
 from keras_meta.cli import main
 from keras_meta.evaluation import evaluate as evaluate_learner
 from keras_meta.experiments import RunConfig, protocols, runs
 from keras_meta.experiments.run_dir import RunError
 from keras_meta.experiments.sources import EpisodeSource
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SMALL = {
     **protocols.PROTOCOLS["maml-sinusoid"],
@@ -88,11 +85,7 @@ def test_cli_and_reproduce_from_run(trained, test_protocols, tmp_path, capsys):
     assert main(["evaluate", str(trained), "--protocol", "t-tested", "--verbose", "0"]) == 0
     out = capsys.readouterr().out
     assert "t-small run tested as t-tested tests:" in out and "evaluation_t-tested.json" in out
-    spec = importlib.util.spec_from_file_location(
-        "reproduce", os.path.join(REPO, "benchmarks", "reproduce.py")
-    )
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
+    reproduce = load_benchmark("reproduce")
     results = tmp_path / "results.md"
     results.write_text(f"| table |\n{reproduce.ROW_MARKER}\n")
     argv = ["--protocol", "t-tested", "--from-run", str(trained), "--results", str(results),
@@ -107,11 +100,7 @@ def test_cli_and_reproduce_from_run(trained, test_protocols, tmp_path, capsys):
 
 
 def test_reproduce_row_names_the_commits():
-    spec = importlib.util.spec_from_file_location(
-        "reproduce", os.path.join(REPO, "benchmarks", "reproduce.py")
-    )
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
+    reproduce = load_benchmark("reproduce")
     a, b = "a" * 40, "b" * 40 + "+dirty"
     record = {"machine": {"keras_meta_commit": b}}
     state = {"epochs_done": 60, "commits": [{"commit": a, "from_epoch": 42},

@@ -1,17 +1,15 @@
 """`keras-meta train --time-limit` and `benchmarks/reproduce.py --time-limit`:
 stop after the last epoch that fits, exit 75, resume with the same command."""
 
-import importlib.util
 import json
-import os
 
 import pytest
 from cli_helpers import _sinusoid_args
+from helpers import load_benchmark
 
 from keras_meta.cli import EXIT_TIME_LIMIT, main
 from keras_meta.experiments import protocols
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = {
     "iterations": 6, "steps_per_epoch": 2, "val_episodes": 2, "meta_batch_size": 2,
     "hidden_units": [8, 8],
@@ -32,11 +30,7 @@ def test_cli_time_limit_exits_75_then_resumes(tmp_path, capsys):
 
 
 def test_reproduce_time_limit(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        "reproduce", os.path.join(REPO, "benchmarks", "reproduce.py")
-    )
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
+    reproduce = load_benchmark("reproduce")
     small = {**protocols.PROTOCOLS["maml-sinusoid"], **SMALL, "eval_episodes": 4}
     results = tmp_path / "results.md"
     results.write_text(f"| table |\n{reproduce.ROW_MARKER}\n")
@@ -57,11 +51,7 @@ def test_reproduce_tests_where_the_data_is_now(tmp_path, capsys):
     # the folder config.json recorded.
     from cli_helpers import _make_image_folder
 
-    spec = importlib.util.spec_from_file_location(
-        "reproduce", os.path.join(REPO, "benchmarks", "reproduce.py")
-    )
-    reproduce = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reproduce)
+    reproduce = load_benchmark("reproduce")
     folder = {
         **protocols.PROTOCOLS["maml-omniglot-5w1s"], "dataset": "folder", "split": "random",
         "split_sizes": None, "augmentation": None, "ways": 3, "meta_batch_size": 2,
