@@ -29,13 +29,19 @@ def test_cli_time_limit_exits_75_then_resumes(tmp_path, capsys):
     assert "a duration must be a positive number" in capsys.readouterr().err
 
 
-def test_reproduce_time_limit(tmp_path, capsys):
+def _reproduce(tmp_path, protocol):
+    """reproduce.py, an empty results file, and its arguments for `protocol`."""
     reproduce = load_benchmark("reproduce")
-    small = {**protocols.PROTOCOLS["maml-sinusoid"], **SMALL, "eval_episodes": 4}
     results = tmp_path / "results.md"
     results.write_text(f"| table |\n{reproduce.ROW_MARKER}\n")
-    argv = ["--protocol", "t-small", "--out", str(tmp_path / "run"), "--results", str(results),
+    argv = ["--protocol", protocol, "--out", str(tmp_path / "run"), "--results", str(results),
             "--verbose", "0"]  # fmt: skip
+    return reproduce, results, argv
+
+
+def test_reproduce_time_limit(tmp_path, capsys):
+    small = {**protocols.PROTOCOLS["maml-sinusoid"], **SMALL, "eval_episodes": 4}
+    reproduce, results, argv = _reproduce(tmp_path, "t-small")
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(protocols.PROTOCOLS, "t-small", small)
         assert reproduce.main([*argv, "--time-limit", "0.000001"]) == 75
@@ -51,7 +57,6 @@ def test_reproduce_tests_where_the_data_is_now(tmp_path, capsys):
     # the folder config.json recorded.
     from cli_helpers import _make_image_folder
 
-    reproduce = load_benchmark("reproduce")
     folder = {
         **protocols.PROTOCOLS["maml-omniglot-5w1s"], "dataset": "folder", "split": "random",
         "split_sizes": None, "augmentation": None, "ways": 3, "meta_batch_size": 2,
@@ -59,10 +64,7 @@ def test_reproduce_tests_where_the_data_is_now(tmp_path, capsys):
         "filters": 4,
     }  # fmt: skip
     data = _make_image_folder(tmp_path / "before", 15, 3, seed=0)
-    results = tmp_path / "results.md"
-    results.write_text(f"| table |\n{reproduce.ROW_MARKER}\n")
-    argv = ["--protocol", "t-folder", "--out", str(tmp_path / "run"), "--results", str(results),
-            "--verbose", "0"]  # fmt: skip
+    reproduce, results, argv = _reproduce(tmp_path, "t-folder")
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(protocols.PROTOCOLS, "t-folder", folder)
         assert reproduce.main([*argv, "--data-dir", str(data), "--time-limit", "0.000001"]) == 75
