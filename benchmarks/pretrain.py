@@ -25,6 +25,8 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _process_options  # noqa: E402  (the folder of this script)
 from reproduce import RESULTS, _replace_between, commit_text  # noqa: E402
@@ -95,6 +97,42 @@ def evaluate_on_evaluation_alphabets(config, learner, shapes, num_episodes, seed
     return out
 
 
+def evaluate_per_alphabet(config, learner, shape, num_episodes, seed) -> dict:
+    """Accuracy on episodes drawn within each evaluation alphabet: `{alphabet: {...}}`.
+
+    Characters of one alphabet look alike, so these episodes (what `keras-meta
+    demo omniglot` shows a user) are harder than the mixed-alphabet ones.
+    """
+    from keras_meta import data
+    from keras_meta.evaluation import evaluate
+    from keras_meta.experiments.sources import _channels
+
+    ways, shots, queries = shape
+    images, labels, info = data.omniglot(
+        config.data_dir, split="evaluation", image_size=config.image_size, with_info=True
+    )
+    images = _channels(images, config.color_mode)
+    out = {}
+    for alphabet in sorted(set(info["alphabet"].tolist())):
+        keep = np.isin(labels, np.flatnonzero(info["alphabet"] == alphabet))
+        sampler = data.EpisodeSampler(
+            images[keep], labels[keep], ways=ways, shots=shots, queries=queries,
+            seed=seed, num_episodes=num_episodes,
+        )  # fmt: skip
+        results = evaluate(learner, sampler.dataset(), num_episodes)
+        out[alphabet] = {
+            "accuracy": round(float(results["accuracy"]), 4),
+            "accuracy_ci95": round(float(results["accuracy_ci95"]), 4),
+            "characters": int(np.sum(info["alphabet"] == alphabet)),
+        }
+        print(f"  {alphabet}: {100 * results['accuracy']:.2f}% ± "
+              f"{100 * results['accuracy_ci95']:.2f}%")
+    return {
+        "ways": ways, "shots": shots, "queries": queries, "episodes": num_episodes,
+        "seed": seed, "alphabets": out,
+    }  # fmt: skip
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", choices=sorted(PRESETS))
@@ -113,6 +151,10 @@ def main(argv=None) -> int:
     parser.add_argument("--run-dir", help="default: runs/pretrain/NAME")
     parser.add_argument("--out", help="default: keras_meta/pretrained/NAME of this repository")
     parser.add_argument("--episodes", type=int, default=600, help="evaluation episodes")
+    parser.add_argument(
+        "--alphabet-episodes", type=int, default=100,
+        help="5-way episodes drawn within each evaluation alphabet (0: none)",
+    )  # fmt: skip
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
     _process_options.add(parser)
     args = parser.parse_args(argv)
@@ -155,6 +197,12 @@ def main(argv=None) -> int:
     evaluation = evaluate_on_evaluation_alphabets(
         config, learner, shapes, args.episodes, seed=config.seed + 2
     )
+    per_alphabet = None
+    if args.alphabet_episodes:
+        print(f"Within each evaluation alphabet ({args.alphabet_episodes} episodes each):")
+        per_alphabet = evaluate_per_alphabet(
+            config, learner, shapes[0], args.alphabet_episodes, seed=config.seed + 3
+        )
     done = int(state.get("iterations_done", 0))
     metadata = {
         "name": args.name,
@@ -178,6 +226,8 @@ def main(argv=None) -> int:
         "date": state.get("finished_at") or files.now(),
         "evaluation": evaluation,
     }
+    if per_alphabet is not None:
+        metadata["evaluation_per_alphabet"] = per_alphabet
     out = args.out or os.path.join(REPO_ROOT, "keras_meta", "pretrained", args.name)
     from keras_meta import presets
 
@@ -235,8 +285,34 @@ def pretrained_table() -> str:
         "| pretrained | protocol | budget | wall time | 5-way 1-shot | 20-way 1-shot | commit |",
         "|---|---|---|---|---|---|---|",
     ]
-    lines += [table_row(presets.get_metadata(name)) for name in presets.list_pretrained()]
+    names = presets.list_pretrained()
+    lines += [table_row(presets.get_metadata(name)) for name in names]
+    lines += [
+        "",
+        "Within one evaluation alphabet (episodes of characters that look alike, what",
+        "`keras-meta demo omniglot` draws):",
+        "",
+        "| pretrained | episodes | lowest alphabet | median | highest alphabet | mean of the "
+        "alphabets |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [alphabet_row(presets.get_metadata(name)) for name in names]
     return "\n".join(lines)
+
+
+def alphabet_row(meta: dict) -> str:
+    """One markdown row of the per-alphabet table, from a learner's metadata."""
+    result = meta.get("evaluation_per_alphabet")
+    if result is None:
+        return f"| `{meta['name']}` | not measured | | | | |"
+    scores = sorted((r["accuracy"], name) for name, r in result["alphabets"].items())
+    accuracies = [a for a, _ in scores]
+    return (
+        f"| `{meta['name']}` | {result['ways']}-way {result['shots']}-shot, "
+        f"{result['queries']} q/class, {result['episodes']} per alphabet | "
+        f"{scores[0][0]:.1%} ({scores[0][1]}) | {np.median(accuracies):.1%} | "
+        f"{scores[-1][0]:.1%} ({scores[-1][1]}) | {np.mean(accuracies):.1%} |"
+    )
 
 
 def write_table(path: str = RESULTS) -> None:

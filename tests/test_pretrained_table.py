@@ -39,7 +39,40 @@ def test_table_row_of_a_full_budget_learner(tmp_path):
         "protocol's full budget) | 3.5 h | 98.77% ± 0.43% (1 q/class) | — (5 outputs) | test "
         "`ccccccc`; train epochs 1–24 `aaaaaaa`, epochs 25–60 `bbbbbbb` |"
     )
+    meta["evaluation_per_alphabet"] = {
+        "ways": 5, "shots": 1, "queries": 1, "episodes": 100, "seed": 3,
+        "alphabets": {"Kannada": {"accuracy": 0.8}, "Atlantean": {"accuracy": 0.97},
+                      "Tengwar": {"accuracy": 0.9}, "Oriya": {"accuracy": 0.85}},
+    }  # fmt: skip
+    assert pretrain.alphabet_row(meta) == (
+        "| `maml_x` | 5-way 1-shot, 1 q/class, 100 per alphabet | 80.0% (Kannada) | 87.5% "
+        "| 97.0% (Atlantean) | 88.0% |"
+    )
+    del meta["evaluation_per_alphabet"]
+    assert pretrain.alphabet_row(meta) == "| `maml_x` | not measured | | | | |"
     results = tmp_path / "results.md"
     results.write_text("intro\n")
     with pytest.raises(SystemExit, match="has no <!-- pretrained:start --> line"):
         pretrain.write_table(str(results))
+
+
+def test_per_alphabet_evaluation_draws_each_evaluation_alphabet(omniglot_dir):
+    """On the real evaluation alphabets: one entry per alphabet, with its
+    characters (Omniglot's 20 evaluation alphabets have 659), and accuracy of a
+    shipped learner well above chance within each."""
+    import keras_meta as km
+    from keras_meta.experiments import RunConfig
+
+    pretrain = load_benchmark("pretrain")
+    config = RunConfig.from_protocol("protonet-omniglot-20w1s").override(
+        data_dir=str(omniglot_dir)
+    )
+    learner = km.ProtoNet.from_preset("protonet_omniglot")
+    result = pretrain.evaluate_per_alphabet(config, learner, (5, 1, 15), 2, seed=3)
+    assert (result["ways"], result["shots"], result["queries"], result["episodes"]) == (
+        5, 1, 15, 2,
+    )  # fmt: skip
+    alphabets = result["alphabets"]
+    assert len(alphabets) == 20 and "Kannada" in alphabets and "Tengwar" in alphabets
+    assert sum(a["characters"] for a in alphabets.values()) == 659
+    assert all(a["accuracy"] > 0.35 for a in alphabets.values()), alphabets  # chance: 0.2
