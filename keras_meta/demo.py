@@ -186,6 +186,25 @@ def _pick(x, y, classes, names, ways, shots, queries, rng):
             np.asarray(qy, "int32"), chosen_names)
 
 
+def _alphabet_accuracy(alphabet: str, ways: int, shots: int) -> dict | None:
+    """The pretrained learner's measured accuracy within `alphabet`, if its
+    metadata has it for episodes of this shape."""
+    from keras_meta import pretrained
+
+    measured = pretrained.get_metadata(OMNIGLOT_PRESET).get("evaluation_per_alphabet")
+    if not measured or (measured["ways"], measured["shots"]) != (ways, shots):
+        return None
+    if alphabet not in measured["alphabets"]:
+        return None
+    entry = measured["alphabets"][alphabet]
+    return {
+        "accuracy": entry["accuracy"],
+        "accuracy_ci95": entry["accuracy_ci95"],
+        "episodes": measured["episodes"],
+        "queries": measured["queries"],
+    }
+
+
 def run_omniglot_demo(
     data_dir: str | None = None,
     images: str | None = None,
@@ -205,7 +224,11 @@ def run_omniglot_demo(
     one sub-folder of character images per class, dark ink on a light
     background), adapts to `shots` images of each, classifies up to
     `queries` others, and writes `out_dir/omniglot_demo.png` (support
-    images, queries, predicted vs true class) and `omniglot_demo.json`.
+    images, queries, predicted vs true class) and `omniglot_demo.json`. With
+    `data_dir`, the results also hold `alphabet_accuracy`: the learner's mean
+    accuracy measured on many episodes of that alphabet (its metadata), to
+    read one episode's result against (absent when the metadata has none for
+    `ways`-way `shots`-shot episodes).
 
     Example:
 
@@ -267,9 +290,16 @@ def run_omniglot_demo(
         "seed": seed,
         "plot": plot,
     }
+    expected = _alphabet_accuracy(alphabet, ways, shots) if data_dir is not None else None
+    if expected is not None:
+        results["alphabet_accuracy"] = expected
     write_json(os.path.join(out_dir, "omniglot_demo.json"), results)
     if verbose:
         print(f"Adapted {OMNIGLOT_PRESET} to {ways} classes of {source} "
               f"({shots} image(s) each): {100 * accuracy:.1f}% of {len(qy)} queries right.")
+        if expected is not None:
+            print(f"Its mean on {expected['episodes']} {ways}-way {shots}-shot episodes of "
+                  f"{alphabet}: {100 * expected['accuracy']:.1f}% ± "
+                  f"{100 * expected['accuracy_ci95']:.1f}% (95% CI).")
         print(f"Plot: {plot}")
     return results

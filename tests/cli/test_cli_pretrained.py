@@ -98,6 +98,20 @@ def test_demo_omniglot_from_the_archives(omniglot_dir, tmp_path, capsys):
     assert results["alphabet"] == "Aurek-Besh" and results["ways"] == 4
     assert all(c.startswith("Aurek-Besh/") for c in results["classes"])
     assert results["queries"] == 12 and results["accuracy"] > 0.5  # chance: 0.25
+    # The accuracy measured within the alphabet is of 5-way episodes: none for 4 ways.
+    assert "alphabet_accuracy" not in results
+    assert main(["demo", "omniglot", "--data-dir", str(omniglot_dir), "--out", str(out),
+                 "--alphabet", "Aurek-Besh", "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "omniglot_demo.json").read_text())
+    measured = km.presets.get_metadata("protonet_omniglot")["evaluation_per_alphabet"]
+    expected = measured["alphabets"]["Aurek-Besh"]
+    assert results["alphabet_accuracy"] == {
+        "accuracy": expected["accuracy"], "accuracy_ci95": expected["accuracy_ci95"],
+        "episodes": measured["episodes"], "queries": measured["queries"],
+    }  # fmt: skip
+    assert (f"Its mean on {measured['episodes']} 5-way 1-shot episodes of Aurek-Besh: "
+            f"{100 * expected['accuracy']:.1f}%") in printed
     line = _error(capsys, ["demo", "omniglot", "--data-dir", str(omniglot_dir),
                            "--alphabet", "Latin", "--out", str(tmp_path / "x")])
     assert "`alphabet` must be one of Omniglot's evaluation alphabets" in line
