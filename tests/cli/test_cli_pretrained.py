@@ -21,8 +21,8 @@ WAYS = 5
 def characters(omniglot_dir, tmp_path_factory):
     """`support/<character>/` (1 drawing each) and `query/<character>/` (4 others):
     the original PNG scans of 5 characters of one evaluation alphabet (one that
-    the interim weights tell apart well: characters of one alphabet are harder
-    to tell apart than the mixed-alphabet episodes of the evaluation)."""
+    the learner tells apart well: characters of one alphabet are harder to tell
+    apart than the mixed-alphabet episodes of the evaluation)."""
     root = tmp_path_factory.mktemp("characters")
     with zipfile.ZipFile(omniglot_dir / "images_evaluation.zip") as archive:
         names = sorted(n for n in archive.namelist() if n.endswith(".png"))
